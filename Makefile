@@ -1,0 +1,42 @@
+# UltraChat: `make run` serves on the embedded default, `make test` runs every check.
+# The only prerequisite is python3 (3.11+): uv is bootstrapped into .tools/ from PyPI.
+
+PYTHON ?= python3
+UV := .tools/bin/uv
+RUN := $(UV) run --frozen
+
+.PHONY: install run migrate check lint typecheck test test-fast bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: .venv/.synced
+
+migrate: install
+	$(RUN) ultrachat migrate
+
+run: migrate
+	$(RUN) ultrachat serve
+
+lint: install
+	$(RUN) ruff check src tests
+	$(RUN) ruff format --check src tests
+
+typecheck: install
+	$(RUN) mypy
+
+check: lint typecheck
+
+test: check
+	$(RUN) pytest -q
+
+test-fast: install
+	$(RUN) pytest -q -x
+
+clean:
+	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""UltraChat: a self-hostable real-time chat platform."""

@@ -1,0 +1,3 @@
+from ultrachat.cli import main
+
+main()

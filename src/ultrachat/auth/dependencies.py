@@ -1,0 +1,48 @@
+"""Request-level helpers: who is calling, from where."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ultrachat.auth.service import AuthService, ClientInfo
+from ultrachat.auth.tokens import AccessClaims
+from ultrachat.errors import Unauthorized
+from ultrachat.gateway.context import user_id_var
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
+
+
+def auth_service(request: Request) -> AuthService:
+    service: AuthService = request.app.state.runtime.auth
+    return service
+
+
+def client_info(request: Request) -> ClientInfo:
+    ip = request.client.host if request.client else "unknown"
+    return ClientInfo(ip=ip, device=request.headers.get("user-agent", "")[:255])
+
+
+async def current_claims(
+    response: Response,
+    service: Annotated[AuthService, Depends(auth_service)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> AccessClaims:
+    """The verified access token of the caller; applies the per-user API limit."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized(
+            "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="ultrachat"'}
+        )
+    claims = await service.authenticate(credentials.credentials)
+    user_id_var.set(claims.user_id)
+    decision = await service.enforce_api_limit(claims.user_id)
+    if decision is not None:
+        response.headers.update(decision.headers())
+    return claims
+
+
+Claims = Annotated[AccessClaims, Depends(current_claims)]
+Service = Annotated[AuthService, Depends(auth_service)]
+Client = Annotated[ClientInfo, Depends(client_info)]

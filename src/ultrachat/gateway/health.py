@@ -1,0 +1,48 @@
+"""Liveness, readiness, the Prometheus scrape, and the JWKS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import JSONResponse
+
+from ultrachat.gateway.runtime import Runtime
+
+router = APIRouter(include_in_schema=True, tags=["operations"])
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database and Redis are reachable",
+    responses={503: {"description": "a dependency is down"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    checks: dict[str, Any] = {"database": "ok" if await runtime.db.ping() else "down"}
+    if runtime.redis is not None:
+        checks["redis"] = "ok" if await runtime.shared_state.ping() else "down"
+    ready = all(value == "ok" for value in checks.values())
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(request: Request) -> dict[str, Any]:
+    return _runtime(request).keys.jwks()

@@ -1,0 +1,89 @@
+"""The composition root: builds every shared backend and service from the settings.
+
+A URL in the settings picks each backend, and networked drivers are imported only when
+chosen (the broadcaster pattern): the embedded default needs no Redis at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from ultrachat.auth.keys import KeyRing
+from ultrachat.auth.passwords import PasswordHasherPool
+from ultrachat.auth.revocation import RevocationList
+from ultrachat.auth.service import AuthService
+from ultrachat.cache import Cache
+from ultrachat.cache.memory import MemoryCache
+from ultrachat.config import Settings
+from ultrachat.ratelimit import RateLimiter
+from ultrachat.ratelimit.memory import MemoryRateLimiter
+from ultrachat.storage import Database
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+KEY_RELOAD_SECONDS = 60.0
+
+
+class Runtime:
+    """Everything one server process shares across requests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.effective_database_url, settings.database_pool_size)
+        self.redis: Redis | None = None
+        self.shared_state: Cache
+        self.limiter: RateLimiter
+        if settings.redis_url:
+            from redis.asyncio import Redis
+
+            from ultrachat.cache.redis import RedisCache
+            from ultrachat.ratelimit.redis import RedisRateLimiter
+
+            self.redis = Redis.from_url(
+                settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+            )
+            self.shared_state = RedisCache(self.redis, settings.redis_key_prefix)
+            self.limiter = RedisRateLimiter(self.redis, settings.redis_key_prefix)
+        else:
+            # Unbounded on purpose: evicting a revocation would resurrect a session.
+            self.shared_state = MemoryCache(max_entries=10**9)
+            self.limiter = MemoryRateLimiter()
+        token_horizon = timedelta(
+            seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
+        )
+        self.keys = KeyRing(self.db, token_horizon)
+        self.hasher = PasswordHasherPool(
+            settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+        )
+        self.revocations = RevocationList(self.shared_state, self.db, token_horizon)
+        self.auth = AuthService(
+            settings, self.db, self.keys, self.hasher, self.revocations, self.limiter
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _reload_keys_forever(self) -> None:
+        # `ultrachat keys rotate-jwt` writes to the database; every node reloads from there.
+        while True:
+            await asyncio.sleep(KEY_RELOAD_SECONDS)
+            try:
+                await self.keys.reload()
+            except Exception:
+                log.warning("signing key reload failed; keeping the current keys", exc_info=True)
+
+    async def start(self) -> None:
+        await self.keys.ensure_initialized()
+        self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.hasher.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.db.close()

@@ -1,0 +1,1 @@
+"""Prometheus metrics: names follow the conventions (ultrachat_ prefix, unit suffixes)."""

@@ -1,0 +1,5 @@
+"""Imports every service's models so that one metadata describes the whole schema."""
+
+from ultrachat.auth import models as auth_models
+
+__all__ = ["auth_models"]
