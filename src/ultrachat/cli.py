@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TypeVar
 
 import click
@@ -25,7 +25,7 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _run(factory: Callable[[Settings], Awaitable[T]]) -> T:
+def _run(factory: Callable[[Settings], Coroutine[object, object, T]]) -> T:
     settings = _settings()
     try:
         return asyncio.run(factory(settings))
