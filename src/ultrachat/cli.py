@@ -86,6 +86,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_interval_seconds,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=10,
     )
 
 

@@ -1,5 +1,6 @@
 """Imports every service's models so that one metadata describes the whole schema."""
 
 from ultrachat.auth import models as auth_models
+from ultrachat.chat import models as chat_models
 
-__all__ = ["auth_models"]
+__all__ = ["auth_models", "chat_models"]

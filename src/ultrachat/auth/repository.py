@@ -163,3 +163,23 @@ async def renew_session(
         .where(AuthSession.id == session_id)
         .values(last_used_at=last_used_at, expires_at=expires_at)
     )
+
+
+# The directory other services read through (auth/directory.py)
+
+
+async def existing_user_ids(session: AsyncSession, user_ids: Sequence[str]) -> set[str]:
+    if not user_ids:
+        return set()
+    result = await session.scalars(select(User.id).where(User.id.in_(user_ids)))
+    return set(result.all())
+
+
+async def user_ids_by_username(session: AsyncSession, usernames: Sequence[str]) -> dict[str, str]:
+    if not usernames:
+        return {}
+    keys = [name.lower() for name in usernames]
+    result = await session.execute(
+        select(User.username_key, User.id).where(User.username_key.in_(keys))
+    )
+    return {row[0]: row[1] for row in result.all()}

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     rate_limit_account_max: int = Field(100, ge=1)
     rate_limit_api_max: int = Field(18_000, ge=0)
 
+    # Real-time delivery
+    ws_hello_timeout_seconds: float = Field(10.0, gt=0)
+    ws_ping_interval_seconds: float = Field(20.0, gt=0)
+    ws_send_queue_max: int = Field(1000, ge=10)
+    ws_max_behind: int = Field(1000, ge=1)
+    ws_max_message_bytes: int = Field(65_536, ge=1024)
+
     # Argon2id cost (OWASP: m=19 MiB, t=2, p=1)
     argon2_memory_kib: int = Field(19_456, ge=8)
     argon2_time_cost: int = Field(2, ge=1)

@@ -6,15 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from ultrachat.auth.routes import router as auth_router
+from ultrachat.chat.routes import router as chat_router
 from ultrachat.config import Settings, load_settings
 from ultrachat.gateway import health
 from ultrachat.gateway.errors import install_error_handlers
-from ultrachat.gateway.middleware import EdgeMiddleware
+from ultrachat.gateway.middleware import EdgeMiddleware, EnvelopeCORSMiddleware
 from ultrachat.gateway.openapi import error_responses
 from ultrachat.gateway.runtime import Runtime
+from ultrachat.realtime.endpoint import router as realtime_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,9 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth_router)
+    app.include_router(chat_router)
+    app.include_router(realtime_router)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            EnvelopeCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],

@@ -11,15 +11,27 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import orjson
+
+from ultrachat.auth.directory import UserDirectory
 from ultrachat.auth.keys import KeyRing
 from ultrachat.auth.passwords import PasswordHasherPool
 from ultrachat.auth.revocation import RevocationList
 from ultrachat.auth.service import AuthService
+from ultrachat.bus import Bus
+from ultrachat.bus.memory import MemoryBus
 from ultrachat.cache import Cache
 from ultrachat.cache.memory import MemoryCache
+from ultrachat.chat.channels import ChannelService
+from ultrachat.chat.events import SESSIONS_REVOKED_TOPIC
+from ultrachat.chat.ledger import ChannelLedger
+from ultrachat.chat.log import ChannelLog
+from ultrachat.chat.messages import MessageService
 from ultrachat.config import Settings
 from ultrachat.ratelimit import RateLimiter
 from ultrachat.ratelimit.memory import MemoryRateLimiter
+from ultrachat.realtime.connection import CLOSE_SERVICE_RESTART
+from ultrachat.realtime.hub import Hub
 from ultrachat.storage import Database
 
 if TYPE_CHECKING:
@@ -38,9 +50,11 @@ class Runtime:
         self.redis: Redis | None = None
         self.shared_state: Cache
         self.limiter: RateLimiter
+        self.bus: Bus
         if settings.redis_url:
             from redis.asyncio import Redis
 
+            from ultrachat.bus.redis import RedisBus
             from ultrachat.cache.redis import RedisCache
             from ultrachat.ratelimit.redis import RedisRateLimiter
 
@@ -49,10 +63,12 @@ class Runtime:
             )
             self.shared_state = RedisCache(self.redis, settings.redis_key_prefix)
             self.limiter = RedisRateLimiter(self.redis, settings.redis_key_prefix)
+            self.bus = RedisBus(self.redis, settings.redis_key_prefix)
         else:
             # Unbounded on purpose: evicting a revocation would resurrect a session.
             self.shared_state = MemoryCache(max_entries=10**9)
             self.limiter = MemoryRateLimiter()
+            self.bus = MemoryBus()
         token_horizon = timedelta(
             seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
         )
@@ -64,7 +80,17 @@ class Runtime:
         self.auth = AuthService(
             settings, self.db, self.keys, self.hasher, self.revocations, self.limiter
         )
+        self.users = UserDirectory(self.db)
+        self.ledger = ChannelLedger(self.db, self.bus)
+        self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
+        self.messages = MessageService(self.db, self.ledger, self.users)
+        self.hub = Hub(self.bus, ChannelLog(self.db), settings.ws_max_behind)
+        self.auth.on_sessions_revoked(self._announce_revocation)
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def _announce_revocation(self, user_id: str, session_ids: list[str]) -> None:
+        # Every node closes that session's sockets (4401); see realtime/hub.py.
+        await self.bus.publish(SESSIONS_REVOKED_TOPIC, orjson.dumps(session_ids))
 
     async def _reload_keys_forever(self) -> None:
         # `ultrachat keys rotate-jwt` writes to the database; every node reloads from there.
@@ -77,9 +103,13 @@ class Runtime:
 
     async def start(self) -> None:
         await self.keys.ensure_initialized()
+        await self.bus.start()
+        await self.hub.start()
         self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
 
     async def stop(self) -> None:
+        await self.hub.stop(CLOSE_SERVICE_RESTART, "server restarting; reconnect and resume")
+        await self.bus.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

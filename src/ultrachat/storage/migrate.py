@@ -9,6 +9,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 
 from ultrachat.storage.database import Database
+from ultrachat.storage.partitions import PARTITIONED_TABLES, ensure_monthly_partitions
 
 
 def _config(connection: Connection) -> Config:
@@ -23,6 +24,9 @@ def _config(connection: Connection) -> Config:
 async def upgrade(db: Database, revision: str = "head") -> None:
     def run(connection: Connection) -> None:
         command.upgrade(_config(connection), revision)
+        # Partitions are time-dependent, so every migrate (not only new revisions) tops them up.
+        for table in PARTITIONED_TABLES:
+            ensure_monthly_partitions(connection, table)
 
     async with db.engine.begin() as conn:
         await conn.run_sync(run)

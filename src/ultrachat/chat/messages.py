@@ -1,0 +1,272 @@
+"""Message use cases: send (idempotent), history, edit, delete, threads, reactions, pins."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ultrachat.auth.directory import UserDirectory
+from ultrachat.chat import permissions, repository
+from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
+from ultrachat.chat.models import Message
+from ultrachat.chat.presenter import message_dict
+from ultrachat.errors import Forbidden, InvalidInput, NotFound
+from ultrachat.storage import Database, new_id
+from ultrachat.storage.ids import id_timestamp
+
+MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_.\-]{3,32})")
+EMOJI_RE = re.compile(r"^[^\s/\\?#%]{1,64}$")
+MAX_PAGE = 200
+
+
+def parse_mentions(body: str) -> list[str]:
+    return sorted({name.lower().rstrip(".") for name in MENTION_RE.findall(body)})
+
+
+class MessageService:
+    def __init__(self, db: Database, ledger: ChannelLedger, users: UserDirectory) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._users = users
+
+    async def send(
+        self,
+        actor: str,
+        channel_id: str,
+        body: str,
+        client_msg_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Post a message; a repeated ``client_msg_id`` returns the original. (message, created)."""
+        if client_msg_id is not None:
+            existing = await self._by_client_id(channel_id, actor, client_msg_id)
+            if existing is not None:
+                return existing, False
+        mentioned = await self._users.ids_by_username(parse_mentions(body))
+
+        async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
+            channel = await repository.get_channel(session, channel_id)
+            member = await repository.get_member(session, channel_id, actor) if channel else None
+            permissions.ensure_member(channel, member)
+            assert channel is not None
+            permissions.ensure_writable(channel)
+            if client_msg_id is not None:
+                original = await repository.find_client_msg(
+                    session, channel_id, actor, client_msg_id
+                )
+                if original is not None:
+                    raise NoChange(original)  # a concurrent retry won: give the seq back
+            root = await self._thread_root(session, channel_id, thread_id)
+            message_id = new_id()
+            message = Message(
+                id=message_id,
+                created_at=id_timestamp(message_id),
+                channel_id=channel_id,
+                seq=seq,
+                user_id=actor,
+                body=body,
+                thread_id=root,
+                client_msg_id=client_msg_id,
+            )
+            await repository.add_message(session, message)
+            if client_msg_id is not None:
+                await repository.add_client_msg(
+                    session, channel_id, actor, client_msg_id, message_id, now
+                )
+            mentions = await repository.members_among(session, channel_id, list(mentioned.values()))
+            await repository.add_mentions(session, message_id, channel_id, seq, mentions)
+            return Change("message.created", message_dict(message, mentions))
+
+        try:
+            committed = await self._ledger.commit(channel_id, actor, write)
+        except NoChange as done:
+            message = await self.get(actor, str(done.result))
+            return message, False
+        return committed.data, True
+
+    async def history(
+        self,
+        actor: str,
+        channel_id: str,
+        after_seq: int | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        async with self._db.sessions() as session:
+            await self._readable(session, channel_id, actor)
+            rows = await repository.message_page(
+                session, channel_id, after_seq, before_seq, min(limit, MAX_PAGE)
+            )
+            return await _present(session, rows)
+
+    async def get(self, actor: str, message_id: str) -> dict[str, Any]:
+        async with self._db.sessions() as session:
+            message = await self._visible_message(session, message_id, actor)
+            return (await _present(session, [message]))[0]
+
+    async def thread(self, actor: str, message_id: str) -> list[dict[str, Any]]:
+        async with self._db.sessions() as session:
+            message = await self._visible_message(session, message_id, actor)
+            root_id = message.thread_id or message.id
+            root = (
+                message if root_id == message.id else await repository.get_message(session, root_id)
+            )
+            replies = await repository.thread_replies(session, message.channel_id, root_id)
+            return await _present(session, ([root] if root else []) + replies)
+
+    async def edit(self, actor: str, message_id: str, body: str) -> dict[str, Any]:
+        channel_id = await self._channel_of(message_id, actor)
+        mentioned = await self._users.ids_by_username(parse_mentions(body))
+
+        async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
+            message, _channel, _ = await self._writable_message(session, message_id, actor)
+            if message.user_id != actor:
+                raise Forbidden("only the author may edit a message")
+            await repository.update_message(session, message_id, body=body, edited_at=now)
+            await repository.delete_mentions(session, message_id)
+            mentions = await repository.members_among(session, channel_id, list(mentioned.values()))
+            await repository.add_mentions(session, message_id, channel_id, message.seq, mentions)
+            message.body, message.edited_at = body, now
+            return Change("message.updated", (await _present(session, [message]))[0])
+
+        committed = await self._ledger.commit(channel_id, actor, write)
+        return committed.data
+
+    async def delete(self, actor: str, message_id: str) -> None:
+        channel_id = await self._channel_of(message_id, actor)
+
+        async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
+            message = await repository.get_message(session, message_id)
+            if message is None:
+                raise NotFound("message not found")
+            if message.deleted_at is not None:
+                raise NoChange()
+            channel = await repository.get_channel(session, channel_id)
+            member = await repository.get_member(session, channel_id, actor) if channel else None
+            member = permissions.ensure_member(channel, member)
+            if message.user_id != actor and member.role not in permissions.MANAGERS:
+                raise Forbidden("only the author or a channel admin may delete a message")
+            await repository.update_message(session, message_id, body=None, deleted_at=now)
+            await repository.delete_mentions(session, message_id)
+            await repository.remove_pin(session, message_id)
+            message.body, message.deleted_at = None, now
+            return Change("message.deleted", message_dict(message))
+
+        with contextlib.suppress(NoChange):
+            await self._ledger.commit(channel_id, actor, write)
+
+    async def react(self, actor: str, message_id: str, emoji: str, add: bool) -> None:
+        if not EMOJI_RE.fullmatch(emoji) or not emoji.isprintable():
+            raise InvalidInput("emoji must be 1-64 printable characters without spaces or '/'")
+        channel_id = await self._channel_of(message_id, actor)
+
+        async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
+            await self._writable_message(session, message_id, actor)
+            if add:
+                changed = await repository.add_reaction(
+                    session, message_id, channel_id, actor, emoji, now
+                )
+            else:
+                changed = await repository.remove_reaction(session, message_id, actor, emoji)
+            if not changed:
+                raise NoChange()
+            kind = "reaction.added" if add else "reaction.removed"
+            return Change(kind, {"message_id": message_id, "user_id": actor, "emoji": emoji})
+
+        with contextlib.suppress(NoChange):
+            await self._ledger.commit(channel_id, actor, write)
+
+    async def pin(self, actor: str, message_id: str, pinned: bool) -> None:
+        channel_id = await self._channel_of(message_id, actor)
+
+        async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
+            await self._writable_message(session, message_id, actor)
+            if pinned:
+                changed = await repository.add_pin(session, message_id, channel_id, actor, now)
+            else:
+                changed = await repository.remove_pin(session, message_id)
+            if not changed:
+                raise NoChange()
+            kind = "message.pinned" if pinned else "message.unpinned"
+            return Change(kind, {"message_id": message_id, "user_id": actor})
+
+        with contextlib.suppress(NoChange):
+            await self._ledger.commit(channel_id, actor, write)
+
+    async def pins(self, actor: str, channel_id: str) -> list[dict[str, Any]]:
+        async with self._db.sessions() as session:
+            await self._readable(session, channel_id, actor)
+            rows = [
+                message
+                for message_id in await repository.pins_of(session, channel_id)
+                if (message := await repository.get_message(session, message_id)) is not None
+            ]
+            return await _present(session, rows)
+
+    # Internals
+
+    async def _by_client_id(
+        self, channel_id: str, actor: str, client_msg_id: str
+    ) -> dict[str, Any] | None:
+        async with self._db.sessions() as session:
+            message_id = await repository.find_client_msg(session, channel_id, actor, client_msg_id)
+            if message_id is None:
+                return None
+            message = await repository.get_message(session, message_id)
+            return (await _present(session, [message]))[0] if message else None
+
+    async def _readable(self, session: AsyncSession, channel_id: str, actor: str) -> None:
+        channel = await repository.get_channel(session, channel_id)
+        member = await repository.get_member(session, channel_id, actor) if channel else None
+        permissions.ensure_visible(channel, member)
+
+    async def _visible_message(self, session: AsyncSession, message_id: str, actor: str) -> Message:
+        message = await repository.get_message(session, message_id)
+        if message is None:
+            raise NotFound("message not found")
+        channel = await repository.get_channel(session, message.channel_id)
+        member = await repository.get_member(session, message.channel_id, actor)
+        try:
+            permissions.ensure_visible(channel, member)
+        except NotFound:
+            raise NotFound("message not found") from None
+        return message
+
+    async def _channel_of(self, message_id: str, actor: str) -> str:
+        async with self._db.sessions() as session:
+            return (await self._visible_message(session, message_id, actor)).channel_id
+
+    async def _writable_message(
+        self, session: AsyncSession, message_id: str, actor: str
+    ) -> tuple[Message, Any, Any]:
+        message = await repository.get_message(session, message_id)
+        if message is None or message.deleted_at is not None:
+            raise NotFound("message not found")
+        channel = await repository.get_channel(session, message.channel_id)
+        member = await repository.get_member(session, message.channel_id, actor)
+        member = permissions.ensure_member(channel, member)
+        assert channel is not None
+        permissions.ensure_writable(channel)
+        return message, channel, member
+
+    async def _thread_root(
+        self, session: AsyncSession, channel_id: str, thread_id: str | None
+    ) -> str | None:
+        if thread_id is None:
+            return None
+        root = await repository.get_message(session, thread_id)
+        if root is None or root.channel_id != channel_id or root.deleted_at is not None:
+            raise NotFound("thread root not found in this channel")
+        return root.thread_id or root.id  # a reply to a reply joins the root's thread
+
+
+async def _present(session: AsyncSession, rows: list[Message]) -> list[dict[str, Any]]:
+    ids = [m.id for m in rows]
+    mentions = await repository.mentions_for(session, ids)
+    reactions = await repository.reactions_for(session, ids)
+    pinned = await repository.pinned_ids(session, ids)
+    return [message_dict(m, mentions.get(m.id), reactions.get(m.id), m.id in pinned) for m in rows]

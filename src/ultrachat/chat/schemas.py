@@ -1,0 +1,101 @@
+"""Request and response bodies of the chat API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ChannelCreate(StrictBody):
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    kind: Literal["public", "private", "dm"]
+    topic: str = Field(default="", max_length=250)
+    member_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class ChannelPatch(StrictBody):
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    topic: str | None = Field(default=None, max_length=250)
+    archived: bool | None = None
+
+
+class MemberAdd(StrictBody):
+    user_id: str = Field(min_length=1, max_length=36)
+
+
+class MemberRole(StrictBody):
+    role: Literal["admin", "member"]
+
+
+class MessageCreate(StrictBody):
+    body: str = Field(min_length=1, max_length=4000)
+    client_msg_id: str | None = Field(default=None, min_length=1, max_length=64)
+    thread_id: str | None = Field(default=None, min_length=1, max_length=36)
+
+
+class MessageEdit(StrictBody):
+    body: str = Field(min_length=1, max_length=4000)
+
+
+class ReadMarker(StrictBody):
+    seq: int = Field(ge=0)
+
+
+class ReactionOut(BaseModel):
+    emoji: str
+    count: int
+    user_ids: list[str]
+
+
+class MessageOut(BaseModel):
+    id: str
+    channel_id: str
+    seq: int
+    user_id: str
+    body: str | None
+    thread_id: str | None
+    created_at: str
+    edited_at: str | None
+    deleted: bool
+    mentions: list[str]
+    reactions: list[ReactionOut]
+    pinned: bool
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageOut]
+
+
+class ChannelOut(BaseModel):
+    id: str
+    name: str | None
+    kind: str
+    topic: str
+    created_by: str
+    created_at: str
+    archived: bool
+    last_seq: int
+    member_ids: list[str] | None = None
+    role: str | None = None
+    last_read_seq: int | None = None
+    unread_count: int | None = None
+    mention_count: int | None = None
+
+
+class ChannelList(BaseModel):
+    channels: list[ChannelOut]
+
+
+class MemberOut(BaseModel):
+    user_id: str
+    role: str
+    joined_at: str
+
+
+class MemberList(BaseModel):
+    members: list[MemberOut]

@@ -1,0 +1,20 @@
+"""Chat and real-time delivery metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_COMMITTED = Counter(
+    "ultrachat_channel_events_committed_total", "Channel events committed, by kind.", ["kind"]
+)
+EVENTS_UNANNOUNCED = Counter(
+    "ultrachat_channel_events_unannounced_total",
+    "Committed events whose bus publish failed (recovered by replay).",
+)
+WS_CONNECTIONS = Gauge("ultrachat_ws_connections", "Open WebSocket connections on this node.")
+WS_DELIVERIES = Counter("ultrachat_ws_deliveries_total", "Frames queued to WebSocket clients.")
+WS_CLOSED = Counter("ultrachat_ws_closed_total", "WebSocket closes by close code.", ["code"])
+WS_REPLAYED = Counter("ultrachat_ws_replayed_events_total", "Events replayed from storage.")
+GAP_FILLS = Counter(
+    "ultrachat_realtime_gap_fills_total", "Times a node filled a seq gap from storage."
+)

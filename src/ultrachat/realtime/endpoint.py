@@ -1,0 +1,216 @@
+"""The WebSocket endpoint at /api/v1/ws: handshake, resume, and the client's frames.
+
+Protocol (docs/realtime.md has every frame and close code):
+  client → {"type":"hello","token":..., "resume":{channel_id: last_seq}}
+  server → {"type":"ready","user_id":..., "connection_id":...}, then events
+  client → send | typing | presence | ping;  server → ack | error | pong | event | reset
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ultrachat.errors import UltraChatError, Unauthorized
+from ultrachat.realtime.connection import CLOSE_BAD_HELLO, CLOSE_UNAUTHORIZED, Connection
+from ultrachat.storage import new_id
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+MAX_RESUME_CHANNELS = 10_000
+MAX_INFLIGHT_SENDS = 32
+
+
+def _frame(**fields: Any) -> str:
+    return orjson.dumps(fields).decode()
+
+
+@router.websocket("/api/v1/ws")
+async def websocket_endpoint(ws: WebSocket) -> None:
+    runtime = ws.app.state.runtime
+    settings = runtime.settings
+    await ws.accept()
+    try:
+        hello = await asyncio.wait_for(ws.receive_text(), settings.ws_hello_timeout_seconds)
+    except TimeoutError:
+        await ws.close(CLOSE_BAD_HELLO, "no hello within the time limit")
+        return
+    except (WebSocketDisconnect, RuntimeError, KeyError):
+        return
+    parsed = _parse_hello(hello)
+    if isinstance(parsed, str):
+        await ws.close(CLOSE_BAD_HELLO, parsed)
+        return
+    token, resume = parsed
+    try:
+        claims = await runtime.auth.authenticate(token)
+    except Unauthorized as exc:
+        await ws.close(CLOSE_UNAUTHORIZED, exc.message)
+        return
+
+    connection = Connection(
+        new_id(), ws, claims.user_id, claims.session_id, settings.ws_send_queue_max
+    )
+    hub = runtime.hub
+    await hub.register(connection)
+    writer = asyncio.create_task(connection.write_forever())
+    try:
+        connection.push(_frame(type="ready", user_id=claims.user_id, connection_id=connection.id))
+        await _subscribe(runtime, connection, resume)
+        await _serve(runtime, connection)
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        await hub.unregister(connection)
+
+
+def _parse_hello(text: str) -> tuple[str, dict[str, int]] | str:
+    """(token, resume) from the first frame, or the reason it is refused."""
+    try:
+        hello = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return "first frame must be a JSON hello"
+    if not isinstance(hello, dict) or hello.get("type") != "hello":
+        return "first frame must be a hello"
+    token = hello.get("token")
+    resume = hello.get("resume") or {}
+    if not isinstance(token, str) or not token:
+        return "hello needs a token"
+    if (
+        not isinstance(resume, dict)
+        or len(resume) > MAX_RESUME_CHANNELS
+        or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in resume.items()
+        )
+    ):
+        return "resume must map channel ids to seqs (non-negative integers)"
+    return token, resume
+
+
+async def _subscribe(runtime: Any, connection: Connection, resume: dict[str, int]) -> None:
+    member_of = set(await runtime.channels.member_channel_ids(connection.user_id))
+    for channel_id in resume.keys() - member_of:
+        connection.push(
+            _frame(
+                type="error",
+                code="not_a_member",
+                channel_id=channel_id,
+                message="not a member of this channel; it is not delivered",
+            )
+        )
+    await asyncio.gather(
+        *(runtime.hub.attach(connection, cid, resume.get(cid)) for cid in member_of)
+    )
+
+
+async def _serve(runtime: Any, connection: Connection) -> None:
+    ws = connection.ws
+    inflight = asyncio.Semaphore(MAX_INFLIGHT_SENDS)
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        while not connection.closing:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                connection.push(_frame(type="error", code="invalid_frame", message="send text"))
+                continue
+            try:
+                frame = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                frame = None
+            if not isinstance(frame, dict):
+                connection.push(
+                    _frame(type="error", code="invalid_frame", message="frames are JSON objects")
+                )
+                continue
+            kind = frame.get("type")
+            if kind == "send":
+                await inflight.acquire()
+                task = asyncio.create_task(_send(runtime, connection, frame))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _: inflight.release())
+            elif kind == "ping":
+                connection.push('{"type":"pong"}')
+            elif kind == "typing":
+                await _typing(runtime, connection, frame)
+            else:
+                connection.push(
+                    _frame(type="error", code="unknown_type", message=f"unknown type {kind!r}")
+                )
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _send(runtime: Any, connection: Connection, frame: dict[str, Any]) -> None:
+    client_msg_id = frame.get("client_msg_id")
+    channel_id, body, thread_id = frame.get("channel_id"), frame.get("body"), frame.get("thread_id")
+    problem = None
+    if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= 64:
+        problem = "client_msg_id must be a string of 1-64 characters"
+    elif not isinstance(channel_id, str) or not channel_id:
+        problem = "channel_id is required"
+    elif not isinstance(body, str) or not 1 <= len(body) <= 4000:
+        problem = "body must be 1-4000 characters"
+    elif thread_id is not None and not isinstance(thread_id, str):
+        problem = "thread_id must be a string"
+    if problem:
+        connection.push(
+            _frame(type="error", client_msg_id=client_msg_id, code="invalid_input", message=problem)
+        )
+        return
+    assert isinstance(channel_id, str) and isinstance(body, str)
+    assert isinstance(client_msg_id, str)
+    try:
+        message, _ = await runtime.messages.send(
+            connection.user_id, channel_id, body, client_msg_id, thread_id
+        )
+    except UltraChatError as exc:
+        connection.push(
+            _frame(type="error", client_msg_id=client_msg_id, code=exc.code, message=exc.message)
+        )
+        return
+    except Exception:
+        log.exception("send over WebSocket failed")
+        connection.push(
+            _frame(
+                type="error",
+                client_msg_id=client_msg_id,
+                code="internal_error",
+                message="the message was not stored; retry with the same client_msg_id",
+            )
+        )
+        return
+    connection.push(
+        _frame(
+            type="ack", client_msg_id=client_msg_id, message_id=message["id"], seq=message["seq"]
+        )
+    )
+
+
+async def _typing(runtime: Any, connection: Connection, frame: dict[str, Any]) -> None:
+    channel_id = frame.get("channel_id")
+    if not isinstance(channel_id, str) or channel_id not in connection.channels:
+        connection.push(
+            _frame(
+                type="error",
+                code="not_a_member",
+                channel_id=channel_id,
+                message="typing is only relayed in your channels",
+            )
+        )
+        return
+    out = _frame(type="typing", channel_id=channel_id, user_id=connection.user_id)
+    await runtime.hub.publish_ephemeral(channel_id, "typing", connection.user_id, out)
