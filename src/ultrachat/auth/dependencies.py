@@ -22,7 +22,10 @@ def auth_service(request: Request) -> AuthService:
 
 def client_info(request: Request) -> ClientInfo:
     ip = request.client.host if request.client else "unknown"
-    return ClientInfo(ip=ip, device=request.headers.get("user-agent", "")[:255])
+    # Stored and shown as text: drop control characters (PostgreSQL refuses NUL outright).
+    agent = request.headers.get("user-agent", "")
+    device = "".join(ch for ch in agent if ch.isprintable())[:255]
+    return ClientInfo(ip=ip, device=device)
 
 
 async def current_claims(

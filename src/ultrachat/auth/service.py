@@ -36,6 +36,7 @@ from ultrachat.errors import Conflict, InvalidInput, NotFound, RateLimited, Unau
 from ultrachat.metrics.http import AUTH_EVENTS, RATE_LIMITED
 from ultrachat.ratelimit import Decision, Limit, RateLimiter
 from ultrachat.storage import Database, new_id
+from ultrachat.storage.ids import is_id
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 _KNOWN_IP_WINDOW = timedelta(days=30)
@@ -155,7 +156,12 @@ class AuthService:
         account_key = f"login:account:{username.lower()}"
         account = await self._limiter.hit(account_key, self._account_limit)
         async with self._db.sessions() as session:
-            user = await repository.get_user_by_username(session, username)
+            # A name no account can have (a NUL byte, say) is an unknown user, not a query.
+            user = (
+                await repository.get_user_by_username(session, username)
+                if USERNAME_RE.fullmatch(username)
+                else None
+            )
             if not account.allowed and not (
                 user is not None
                 and await repository.has_signed_in_from(
@@ -236,6 +242,8 @@ class AuthService:
         await self._after_revoke(user_id, revoked)
 
     async def revoke_session(self, user_id: str, session_id: str, reason: str = "revoked") -> None:
+        if not is_id(session_id):
+            raise NotFound("session not found")
         async with self._db.transaction() as session:
             revoked = await repository.revoke_sessions(
                 session, user_id, datetime.now(UTC), reason, only=session_id

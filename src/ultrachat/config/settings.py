@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     ws_send_queue_max: int = Field(1000, ge=10)
     ws_max_behind: int = Field(1000, ge=1)
     ws_max_message_bytes: int = Field(65_536, ge=1024)
+    presence_ttl_seconds: float = Field(60.0, ge=3)
 
     # Argon2id cost (OWASP: m=19 MiB, t=2, p=1)
     argon2_memory_kib: int = Field(19_456, ge=8)

@@ -16,6 +16,7 @@ from ultrachat.gateway.middleware import EdgeMiddleware, EnvelopeCORSMiddleware
 from ultrachat.gateway.openapi import error_responses
 from ultrachat.gateway.runtime import Runtime
 from ultrachat.realtime.endpoint import router as realtime_router
+from ultrachat.realtime.routes import router as presence_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(chat_router)
     app.include_router(realtime_router)
+    app.include_router(presence_router)
     if settings.cors_origins:
         app.add_middleware(
             EnvelopeCORSMiddleware,

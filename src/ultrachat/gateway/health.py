@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse
 
+from ultrachat.gateway.context import request_id_var
 from ultrachat.gateway.runtime import Runtime
 
 router = APIRouter(include_in_schema=True, tags=["operations"])
@@ -33,9 +34,16 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {"database": "ok" if await runtime.db.ping() else "down"}
     if runtime.redis is not None:
         checks["redis"] = "ok" if await runtime.shared_state.ping() else "down"
-    ready = all(value == "ok" for value in checks.values())
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    down = [name for name, value in checks.items() if value != "ok"]
+    if not down:
+        return JSONResponse({"status": "ready", "checks": checks})
+    # A 503 like any other: the error envelope, plus the checks for whoever probes.
+    error = {
+        "code": "unavailable",
+        "message": f"not ready: {', '.join(down)} unreachable",
+        "request_id": request_id_var.get(),
+    }
+    return JSONResponse({"status": "not_ready", "checks": checks, "error": error}, status_code=503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

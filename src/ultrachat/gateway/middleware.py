@@ -2,21 +2,32 @@
 
 It is one pure-ASGI layer rather than three ``BaseHTTPMiddleware`` classes because each of
 those costs a task and a queue per request; on the hot path that is most of our budget.
+It also answers unhandled errors itself: Starlette's outermost error middleware runs after
+this layer has reset the request id, so its 500 would carry neither the id nor the header.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ultrachat.gateway.context import request_id_var
+from ultrachat.gateway.errors import error_response
 from ultrachat.metrics.http import REQUEST_DURATION
 
+log = logging.getLogger(__name__)
+
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Any other method is labelled "other": clients choose the method, and labels must stay bounded.
+_METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def route_template(scope: Scope) -> str:
@@ -65,17 +76,28 @@ class EdgeMiddleware:
                     raise HTTPException(413, f"request body exceeds {limit} bytes")
             return message
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            if started_response:
+                raise
+            log.exception("unhandled error")
+            await error_response(500, "internal_error", "internal server error")(
+                scope, receive, send_with_id
+            )
         finally:
-            REQUEST_DURATION.labels(route_template(scope), scope["method"], str(status)).observe(
+            method = scope["method"] if scope["method"] in _METRIC_METHODS else "other"
+            REQUEST_DURATION.labels(route_template(scope), method, str(status)).observe(
                 time.perf_counter() - started
             )
 
@@ -103,3 +125,19 @@ def _refuse_body(limit: int) -> Receive:
         raise HTTPException(413, f"request body exceeds {limit} bytes")
 
     return receive
+
+
+class EnvelopeCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, but a refused preflight gets the JSON error envelope, not plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        message = bytes(response.body).decode()
+        return error_response(response.status_code, "bad_request", message, headers)

@@ -32,6 +32,7 @@ from ultrachat.ratelimit import RateLimiter
 from ultrachat.ratelimit.memory import MemoryRateLimiter
 from ultrachat.realtime.connection import CLOSE_SERVICE_RESTART
 from ultrachat.realtime.hub import Hub
+from ultrachat.realtime.presence import MemoryPresence, PresenceStore, RedisPresence
 from ultrachat.storage import Database
 
 if TYPE_CHECKING:
@@ -84,9 +85,20 @@ class Runtime:
         self.ledger = ChannelLedger(self.db, self.bus)
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
         self.messages = MessageService(self.db, self.ledger, self.users)
-        self.hub = Hub(self.bus, ChannelLog(self.db), settings.ws_max_behind)
+        self.hub = Hub(
+            self.bus,
+            ChannelLog(self.db),
+            settings.ws_max_behind,
+            self._presence_store(),
+            settings.presence_ttl_seconds,
+        )
         self.auth.on_sessions_revoked(self._announce_revocation)
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _presence_store(self) -> PresenceStore:
+        if self.redis is not None:
+            return RedisPresence(self.redis, self.settings.redis_key_prefix)
+        return MemoryPresence()
 
     async def _announce_revocation(self, user_id: str, session_ids: list[str]) -> None:
         # Every node closes that session's sockets (4401); see realtime/hub.py.

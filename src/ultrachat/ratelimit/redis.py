@@ -1,18 +1,20 @@
 """GCRA as one Lua script in Redis: exact across processes and machines.
 
 The script reads the TAT, decides, and writes the new TAT in one atomic step, using Redis's
-own clock so that nodes with skewed clocks still agree.
+own clock so that nodes with skewed clocks still agree. Times are integer microseconds (see
+``ultrachat.ratelimit.base``); the TAT is stored with ``%.0f`` because Lua's ``tostring``
+would round it to 14 significant digits.
 """
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from ultrachat.ratelimit.base import Decision, Limit
+from ultrachat.ratelimit.base import MICROSECONDS, Decision, Limit
 
 _GCRA = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local commit = ARGV[3] == '1'
@@ -21,13 +23,14 @@ if tat == nil or tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - burst
 if now < allow_at then
-  return {0, 0, tostring(allow_at - now), tostring(tat - now)}
+  return {0, 0, allow_at - now, tat - now}
 end
 if commit then
-  redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000))
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat),
+             'PX', math.ceil((new_tat - now) / 1000))
 end
-local remaining = math.floor((burst - (new_tat - now)) / interval + 1e-9)
-return {1, remaining, '0', tostring(new_tat - now)}
+local remaining = math.floor((burst - (new_tat - now)) / interval)
+return {1, remaining, 0, new_tat - now}
 """
 
 
@@ -38,12 +41,16 @@ class RedisRateLimiter:
         self._script = client.register_script(_GCRA)
 
     async def _run(self, key: str, limit: Limit, commit: bool) -> Decision:
-        allowed, remaining, retry_after, reset_after = await self._script(
+        allowed, remaining, retry_after_us, reset_after_us = await self._script(
             keys=[self._prefix + key],
-            args=[repr(limit.interval), repr(limit.window_seconds), "1" if commit else "0"],
+            args=[limit.interval_us, limit.burst_us, "1" if commit else "0"],
         )
         return Decision(
-            bool(allowed), limit.max, int(remaining), float(retry_after), float(reset_after)
+            bool(allowed),
+            limit.max,
+            int(remaining),
+            int(retry_after_us) / MICROSECONDS,
+            int(reset_after_us) / MICROSECONDS,
         )
 
     async def hit(self, key: str, limit: Limit) -> Decision:

@@ -35,6 +35,7 @@ class Connection:
         "id",
         "max_queue",
         "session_id",
+        "status",
         "user_id",
         "ws",
     )
@@ -49,6 +50,7 @@ class Connection:
         self.max_queue = max_queue
         self.channels: set[str] = set()
         self.closing = False
+        self.status = "online"
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ultrachat.errors import UltraChatError, Unauthorized
 from ultrachat.realtime.connection import CLOSE_BAD_HELLO, CLOSE_UNAUTHORIZED, Connection
+from ultrachat.realtime.presence import STATUSES
 from ultrachat.storage import new_id
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     try:
         connection.push(_frame(type="ready", user_id=claims.user_id, connection_id=connection.id))
         await _subscribe(runtime, connection, resume)
+        await hub.set_presence(connection, "online")
         await _serve(runtime, connection)
     finally:
         writer.cancel()
@@ -143,6 +145,18 @@ async def _serve(runtime: Any, connection: Connection) -> None:
                 connection.push('{"type":"pong"}')
             elif kind == "typing":
                 await _typing(runtime, connection, frame)
+            elif kind == "presence":
+                status = frame.get("status")
+                if status in STATUSES:
+                    await runtime.hub.set_presence(connection, status)
+                else:
+                    connection.push(
+                        _frame(
+                            type="error",
+                            code="invalid_input",
+                            message="status must be 'online' or 'away'",
+                        )
+                    )
             else:
                 connection.push(
                     _frame(type="error", code="unknown_type", message=f"unknown type {kind!r}")

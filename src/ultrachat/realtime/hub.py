@@ -28,14 +28,25 @@ from ultrachat.chat.log import ChannelLog
 from ultrachat.metrics.chat import WS_CONNECTIONS, WS_REPLAYED
 from ultrachat.realtime.connection import CLOSE_UNAUTHORIZED, Connection
 from ultrachat.realtime.feed import ChannelFeed
+from ultrachat.realtime.presence import PresenceStore
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
 
 
 class Hub:
-    def __init__(self, bus: Bus, channel_log: ChannelLog, max_behind: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        channel_log: ChannelLog,
+        max_behind: int,
+        presence: PresenceStore,
+        presence_ttl: float,
+    ) -> None:
         self._bus = bus
+        self.presence = presence
+        self._presence_ttl = presence_ttl
+        self._announced: dict[str, str] = {}
         self._log = channel_log
         self._max_behind = max_behind
         self.connections: dict[str, Connection] = {}
@@ -47,8 +58,11 @@ class Hub:
     async def start(self) -> None:
         await self._bus.subscribe(SESSIONS_REVOKED_TOPIC, self._on_sessions_revoked)
         self._bus.on_reconnect(self._after_bus_outage)
+        self._spawn(self._refresh_presence_forever())
 
     async def stop(self, code: int, reason: str) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(
             *(c.close(code, reason) for c in list(self.connections.values())),
             return_exceptions=True,
@@ -67,6 +81,12 @@ class Hub:
     async def unregister(self, connection: Connection) -> None:
         self.connections.pop(connection.id, None)
         WS_CONNECTIONS.set(len(self.connections))
+        channels = list(connection.channels)
+        try:
+            await self.presence.remove(connection.user_id, connection.id)
+            await self._announce_presence(connection.user_id, channels)
+        except Exception:
+            log.warning("presence update failed for %s", connection.user_id, exc_info=True)
         for channel_id in list(connection.channels):
             feed = self._feeds.get(channel_id)
             if feed is not None:
@@ -83,6 +103,37 @@ class Hub:
         return [
             self.connections[c] for c in self._by_user.get(user_id, ()) if c in self.connections
         ]
+
+    # Presence
+
+    async def set_presence(self, connection: Connection, status: str) -> None:
+        connection.status = status
+        await self.presence.set(connection.user_id, connection.id, status, self._presence_ttl)
+        await self._announce_presence(connection.user_id, list(connection.channels))
+
+    async def _announce_presence(self, user_id: str, channel_ids: list[str]) -> None:
+        status = (await self.presence.of([user_id]))[user_id]
+        if self._announced.get(user_id) == status:
+            return
+        if status == "offline":
+            self._announced.pop(user_id, None)
+        else:
+            self._announced[user_id] = status
+        frame = orjson.dumps({"type": "presence", "user_id": user_id, "status": status}).decode()
+        for channel_id in channel_ids:
+            await self.publish_ephemeral(channel_id, "presence", user_id, frame)
+
+    async def _refresh_presence_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._presence_ttl / 3)
+            for connection in list(self.connections.values()):
+                try:
+                    await self.presence.set(
+                        connection.user_id, connection.id, connection.status, self._presence_ttl
+                    )
+                except Exception:
+                    log.warning("presence refresh failed", exc_info=True)
+                    break
 
     # Channels
 

@@ -8,9 +8,12 @@ Time order lets an id's month be found without a lookup (partition pruning by id
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
+
+_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def new_id() -> str:
@@ -29,3 +32,8 @@ def id_timestamp(value: str) -> datetime:
     """The creation time encoded in a UUIDv7 string."""
     millis = uuid.UUID(value).int >> 80
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` has the shape of an id we make; check client input before querying."""
+    return _ID_RE.fullmatch(value) is not None

@@ -1,0 +1,90 @@
+"""Presence: online, away or offline, aggregated over all of a user's devices and nodes.
+
+Each connection records its own status with an expiry; a user's presence is the best status
+among their unexpired connections (online > away > offline). Nodes refresh the entries of
+their live connections, so a node that dies takes its users offline within one TTL without
+anyone having to notice. Changes are pushed as ephemeral ``presence`` frames (no seq).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+STATUSES = ("online", "away")
+_RANK = {"offline": 0, "away": 1, "online": 2}
+
+
+def best(statuses: Sequence[str]) -> str:
+    return max(statuses, key=lambda s: _RANK.get(s, 0), default="offline")
+
+
+class PresenceStore(Protocol):
+    async def set(self, user_id: str, connection_id: str, status: str, ttl: float) -> None: ...
+
+    async def remove(self, user_id: str, connection_id: str) -> None: ...
+
+    async def of(self, user_ids: Sequence[str]) -> dict[str, str]: ...
+
+
+class MemoryPresence:
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, tuple[str, float]]] = {}
+
+    async def set(self, user_id: str, connection_id: str, status: str, ttl: float) -> None:
+        self._entries.setdefault(user_id, {})[connection_id] = (status, time.time() + ttl)
+
+    async def remove(self, user_id: str, connection_id: str) -> None:
+        entries = self._entries.get(user_id)
+        if entries is not None:
+            entries.pop(connection_id, None)
+            if not entries:
+                del self._entries[user_id]
+
+    async def of(self, user_ids: Sequence[str]) -> dict[str, str]:
+        now = time.time()
+        return {
+            user_id: best(
+                [s for s, expires in self._entries.get(user_id, {}).values() if expires > now]
+            )
+            for user_id in user_ids
+        }
+
+
+class RedisPresence:
+    """One hash per user: field = connection id, value = ``status|expires_at``."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix + "presence:"
+
+    async def set(self, user_id: str, connection_id: str, status: str, ttl: float) -> None:
+        key = self._prefix + user_id
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, connection_id, f"{status}|{time.time() + ttl:.3f}")
+            pipe.expire(key, int(ttl) + 1)
+            await pipe.execute()
+
+    async def remove(self, user_id: str, connection_id: str) -> None:
+        await self._client.hdel(self._prefix + user_id, connection_id)
+
+    async def of(self, user_ids: Sequence[str]) -> dict[str, str]:
+        if not user_ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.hgetall(self._prefix + user_id)
+            hashes = await pipe.execute()
+        now = time.time()
+        result = {}
+        for user_id, entries in zip(user_ids, hashes, strict=True):
+            live = []
+            for value in entries.values():
+                status, _, expires = value.decode().partition("|")
+                if float(expires or 0) > now:
+                    live.append(status)
+            result[user_id] = best(live)
+        return result
