@@ -17,9 +17,10 @@ from ultrachat.chat.events import event_frame, user_topic, wrap
 from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Channel, ChannelEvent
 from ultrachat.chat.presenter import channel_dict, member_dict
-from ultrachat.chat.schemas import ChannelCreate, ChannelPatch
+from ultrachat.chat.schemas import ChannelCreate, ChannelPatch, ensure_storable
 from ultrachat.errors import Forbidden, InvalidInput, NotFound
 from ultrachat.storage import Database, new_id
+from ultrachat.storage.ids import is_id
 
 DM_MIN, DM_MAX = 2, 9
 
@@ -81,6 +82,7 @@ class ChannelService:
 
     async def create(self, actor: str, body: ChannelCreate) -> tuple[dict[str, Any], bool]:
         """Create a channel; for a DM that exists already, return it. (channel, created)."""
+        ensure_storable("topic", body.topic)
         if body.kind == "dm":
             return await self._create_dm(actor, body.member_ids)
         name = (body.name or "").strip()
@@ -141,6 +143,8 @@ class ChannelService:
     # Changing
 
     async def update(self, actor: str, channel_id: str, patch: ChannelPatch) -> dict[str, Any]:
+        ensure_storable("topic", patch.topic)
+
         async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
             channel, member = await self._locked(session, channel_id, actor)
             permissions.ensure_manager(member)
@@ -303,7 +307,7 @@ class ChannelService:
             return  # best effort: the channel list over REST stays correct
 
     async def _ensure_users_exist(self, user_ids: list[str]) -> None:
-        found = await self._users.existing(user_ids)
+        found = await self._users.existing([u for u in user_ids if is_id(u)])
         missing = [u for u in user_ids if u not in found]
         if missing:
             raise NotFound(f"user not found: {missing[0]}")

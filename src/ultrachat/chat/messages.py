@@ -14,6 +14,7 @@ from ultrachat.chat import permissions, repository
 from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Message
 from ultrachat.chat.presenter import message_dict
+from ultrachat.chat.schemas import ensure_storable
 from ultrachat.errors import Forbidden, InvalidInput, NotFound
 from ultrachat.storage import Database, new_id
 from ultrachat.storage.ids import id_timestamp
@@ -42,6 +43,8 @@ class MessageService:
         thread_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Post a message; a repeated ``client_msg_id`` returns the original. (message, created)."""
+        ensure_storable("body", body)
+        ensure_storable("client_msg_id", client_msg_id)
         if client_msg_id is not None:
             existing = await self._by_client_id(channel_id, actor, client_msg_id)
             if existing is not None:
@@ -119,6 +122,7 @@ class MessageService:
             return await _present(session, ([root] if root else []) + replies)
 
     async def edit(self, actor: str, message_id: str, body: str) -> dict[str, Any]:
+        ensure_storable("body", body)
         channel_id = await self._channel_of(message_id, actor)
         mentioned = await self._users.ids_by_username(parse_mentions(body))
 
@@ -143,13 +147,13 @@ class MessageService:
             message = await repository.get_message(session, message_id)
             if message is None:
                 raise NotFound("message not found")
-            if message.deleted_at is not None:
-                raise NoChange()
             channel = await repository.get_channel(session, channel_id)
             member = await repository.get_member(session, channel_id, actor) if channel else None
             member = permissions.ensure_member(channel, member)
             if message.user_id != actor and member.role not in permissions.MANAGERS:
                 raise Forbidden("only the author or a channel admin may delete a message")
+            if message.deleted_at is not None:
+                raise NoChange()  # after the checks: a refusal stays a refusal
             await repository.update_message(session, message_id, body=None, deleted_at=now)
             await repository.delete_mentions(session, message_id)
             await repository.remove_pin(session, message_id)
@@ -214,10 +218,8 @@ class MessageService:
     ) -> dict[str, Any] | None:
         async with self._db.sessions() as session:
             message_id = await repository.find_client_msg(session, channel_id, actor, client_msg_id)
-            if message_id is None:
-                return None
-            message = await repository.get_message(session, message_id)
-            return (await _present(session, [message]))[0] if message else None
+        # Through get(): a sender who has since lost access to the channel sees nothing.
+        return None if message_id is None else await self.get(actor, message_id)
 
     async def _readable(self, session: AsyncSession, channel_id: str, actor: str) -> None:
         channel = await repository.get_channel(session, channel_id)

@@ -19,7 +19,7 @@ from ultrachat.chat.models import (
     Pin,
     Reaction,
 )
-from ultrachat.storage.ids import id_timestamp
+from ultrachat.storage.ids import id_timestamp, is_id
 
 # Channels and sequence numbers
 
@@ -30,6 +30,8 @@ async def next_seq(session: AsyncSession, channel_id: str) -> int | None:
     The row lock serializes writers per channel and a rollback gives the number back, which
     is what makes seqs gap-free. None when the channel does not exist.
     """
+    if not is_id(channel_id):
+        return None  # client input that no channel has (PostgreSQL refuses some, e.g. NUL)
     result = await session.execute(
         update(Channel)
         .where(Channel.id == channel_id)
@@ -40,6 +42,8 @@ async def next_seq(session: AsyncSession, channel_id: str) -> int | None:
 
 
 async def get_channel(session: AsyncSession, channel_id: str) -> Channel | None:
+    if not is_id(channel_id):
+        return None
     return await session.get(Channel, channel_id, populate_existing=True)
 
 
@@ -68,6 +72,8 @@ async def list_public_channels(session: AsyncSession, limit: int) -> Sequence[Ch
 
 
 async def get_member(session: AsyncSession, channel_id: str, user_id: str) -> ChannelMember | None:
+    if not (is_id(channel_id) and is_id(user_id)):
+        return None
     return await session.get(ChannelMember, (channel_id, user_id), populate_existing=True)
 
 
@@ -255,6 +261,8 @@ async def thread_replies(session: AsyncSession, channel_id: str, root_id: str) -
 async def find_client_msg(
     session: AsyncSession, channel_id: str, user_id: str, client_msg_id: str
 ) -> str | None:
+    if not is_id(channel_id):
+        return None
     result = await session.scalars(
         select(MessageClientId.message_id).where(
             MessageClientId.channel_id == channel_id,

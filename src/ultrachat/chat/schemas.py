@@ -6,6 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ultrachat.errors import InvalidInput
+
+
+def ensure_storable(field: str, value: str | None) -> None:
+    """Refuse text that cannot be stored as given: PostgreSQL rejects the NUL character.
+
+    Services call this (not a schema validator) so that every entry point, REST and
+    WebSocket alike, refuses it with ``invalid_input`` instead of failing in the database.
+    """
+    if value is not None and "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters")
+
 
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
