@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 Handler = Callable[[str, bytes], None]
@@ -18,6 +18,10 @@ class Bus(Protocol):
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """Deliver ``payload`` to every subscriber of ``topic`` on every node, at most once."""
+        ...
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish several (topic, payload) messages in order, in one round trip if possible."""
         ...
 
     async def subscribe(self, topic: str, handler: Handler) -> None:

@@ -6,6 +6,8 @@ processes or machines, set ``ULTRACHAT_REDIS_URL`` and the Redis bus takes over.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ultrachat.bus.base import Handler, ReconnectListener
 from ultrachat.metrics.bus import BUS_PUBLISHED
 
@@ -25,6 +27,10 @@ class MemoryBus:
         handler = self._handlers.get(topic)
         if handler is not None:
             handler(topic, payload)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for topic, payload in messages:
+            await self.publish(topic, payload)
 
     async def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -54,6 +55,15 @@ class RedisBus:
     async def publish(self, topic: str, payload: bytes) -> None:
         await self._client.publish(self._prefix + topic, payload)
         BUS_PUBLISHED.inc()
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if not messages:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for topic, payload in messages:
+                pipe.publish(self._prefix + topic, payload)
+            await pipe.execute()
+        BUS_PUBLISHED.inc(len(messages))
 
     async def subscribe(self, topic: str, handler: Handler) -> None:
         key = self._prefix + topic

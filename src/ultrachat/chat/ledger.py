@@ -86,6 +86,16 @@ class ChannelLedger:
         await self.announce(committed, change.subject)
         return committed
 
+    async def announce_many(self, committed: list[Committed]) -> None:
+        """Publish a batch's events in seq order, in one round trip to the bus."""
+        try:
+            await self._bus.publish_many(
+                [(channel_topic(c.channel_id), wrap(c.seq, c.kind, "", c.frame)) for c in committed]
+            )
+        except Exception:
+            log.warning("publish of %d events failed; subscribers replay them", len(committed))
+            EVENTS_UNANNOUNCED.inc(len(committed))
+
     async def announce(self, committed: Committed, subject: str = "") -> None:
         # A failed publish loses nothing: subscribers see the gap at the next event (or on
         # reconnect) and replay it from the log.

@@ -11,13 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ultrachat.auth.directory import UserDirectory
 from ultrachat.chat import permissions, repository
+from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Message
 from ultrachat.chat.presenter import message_dict
 from ultrachat.chat.schemas import ensure_storable
 from ultrachat.errors import Forbidden, InvalidInput, NotFound
-from ultrachat.storage import Database, new_id
-from ultrachat.storage.ids import id_timestamp
+from ultrachat.storage import Database
 
 MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_.\-]{3,32})")
 EMOJI_RE = re.compile(r"^[^\s/\\?#%]{1,64}$")
@@ -29,9 +29,16 @@ def parse_mentions(body: str) -> list[str]:
 
 
 class MessageService:
-    def __init__(self, db: Database, ledger: ChannelLedger, users: UserDirectory) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ledger: ChannelLedger,
+        committer: GroupCommitter,
+        users: UserDirectory,
+    ) -> None:
         self._db = db
         self._ledger = ledger
+        self._committer = committer
         self._users = users
 
     async def send(
@@ -45,51 +52,15 @@ class MessageService:
         """Post a message; a repeated ``client_msg_id`` returns the original. (message, created)."""
         ensure_storable("body", body)
         ensure_storable("client_msg_id", client_msg_id)
-        if client_msg_id is not None:
-            existing = await self._by_client_id(channel_id, actor, client_msg_id)
-            if existing is not None:
-                return existing, False
-        mentioned = await self._users.ids_by_username(parse_mentions(body))
-
-        async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
-            channel = await repository.get_channel(session, channel_id)
-            member = await repository.get_member(session, channel_id, actor) if channel else None
-            permissions.ensure_member(channel, member)
-            assert channel is not None
-            permissions.ensure_writable(channel)
-            if client_msg_id is not None:
-                original = await repository.find_client_msg(
-                    session, channel_id, actor, client_msg_id
-                )
-                if original is not None:
-                    raise NoChange(original)  # a concurrent retry won: give the seq back
-            root = await self._thread_root(session, channel_id, thread_id)
-            message_id = new_id()
-            message = Message(
-                id=message_id,
-                created_at=id_timestamp(message_id),
-                channel_id=channel_id,
-                seq=seq,
-                user_id=actor,
-                body=body,
-                thread_id=root,
-                client_msg_id=client_msg_id,
-            )
-            await repository.add_message(session, message)
-            if client_msg_id is not None:
-                await repository.add_client_msg(
-                    session, channel_id, actor, client_msg_id, message_id, now
-                )
-            mentions = await repository.members_among(session, channel_id, list(mentioned.values()))
-            await repository.add_mentions(session, message_id, channel_id, seq, mentions)
-            return Change("message.created", message_dict(message, mentions))
-
-        try:
-            committed = await self._ledger.commit(channel_id, actor, write)
-        except NoChange as done:
-            message = await self.get(actor, str(done.result))
-            return message, False
-        return committed.data, True
+        names = parse_mentions(body)
+        mentioned = await self._users.ids_by_username(names) if names else {}
+        outcome = await self._committer.submit(
+            actor, channel_id, body, client_msg_id, thread_id, list(mentioned.values())
+        )
+        if outcome.data is not None:
+            return outcome.data, True
+        assert outcome.original_id is not None
+        return await self.get(actor, outcome.original_id), False
 
     async def history(
         self,
@@ -213,14 +184,6 @@ class MessageService:
 
     # Internals
 
-    async def _by_client_id(
-        self, channel_id: str, actor: str, client_msg_id: str
-    ) -> dict[str, Any] | None:
-        async with self._db.sessions() as session:
-            message_id = await repository.find_client_msg(session, channel_id, actor, client_msg_id)
-        # Through get(): a sender who has since lost access to the channel sees nothing.
-        return None if message_id is None else await self.get(actor, message_id)
-
     async def _readable(self, session: AsyncSession, channel_id: str, actor: str) -> None:
         channel = await repository.get_channel(session, channel_id)
         member = await repository.get_member(session, channel_id, actor) if channel else None
@@ -254,16 +217,6 @@ class MessageService:
         assert channel is not None
         permissions.ensure_writable(channel)
         return message, channel, member
-
-    async def _thread_root(
-        self, session: AsyncSession, channel_id: str, thread_id: str | None
-    ) -> str | None:
-        if thread_id is None:
-            return None
-        root = await repository.get_message(session, thread_id)
-        if root is None or root.channel_id != channel_id or root.deleted_at is not None:
-            raise NotFound("thread root not found in this channel")
-        return root.thread_id or root.id  # a reply to a reply joins the root's thread
 
 
 async def _present(session: AsyncSession, rows: list[Message]) -> list[dict[str, Any]]:

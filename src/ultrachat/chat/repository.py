@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ultrachat.chat.models import (
@@ -19,6 +20,7 @@ from ultrachat.chat.models import (
     Pin,
     Reaction,
 )
+from ultrachat.storage.base import Base
 from ultrachat.storage.ids import id_timestamp, is_id
 
 # Channels and sequence numbers
@@ -418,3 +420,92 @@ async def first_member_by_role(session: AsyncSession, channel_id: str, role: str
         .limit(1)
     )
     return result.first()
+
+
+# Group commit (chat/group_commit.py): one query per batch, not per message
+
+
+async def lock_channels(
+    session: AsyncSession, channel_ids: Sequence[str]
+) -> dict[str, tuple[int, str, datetime | None]]:
+    """Lock the channels' rows for this transaction; (last_seq, kind, archived_at) by id.
+
+    Rows are locked in id order, the same order every batch uses, so two nodes committing
+    batches that share channels wait for each other instead of deadlocking. On SQLite a
+    no-op write takes the database's single write lock first, before any read.
+    """
+    ids = sorted({c for c in channel_ids if is_id(c)})
+    if not ids:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(Channel).where(Channel.id.in_(ids)).values(last_seq=Channel.last_seq)
+        )
+        query = select(Channel.id, Channel.last_seq, Channel.kind, Channel.archived_at)
+    else:
+        query = (
+            select(Channel.id, Channel.last_seq, Channel.kind, Channel.archived_at)
+            .order_by(Channel.id)
+            .with_for_update()
+        )
+    result = await session.execute(query.where(Channel.id.in_(ids)))
+    return {row[0]: (int(row[1]), row[2], row[3]) for row in result.all()}
+
+
+async def memberships(
+    session: AsyncSession, pairs: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (channel_id, user_id) pairs are memberships."""
+    wanted = [(c, u) for c, u in set(pairs) if is_id(c) and is_id(u)]
+    if not wanted:
+        return set()
+    result = await session.execute(
+        select(ChannelMember.channel_id, ChannelMember.user_id).where(
+            tuple_(ChannelMember.channel_id, ChannelMember.user_id).in_(wanted)
+        )
+    )
+    return {(row[0], row[1]) for row in result.all()}
+
+
+async def client_msgs(
+    session: AsyncSession, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str]:
+    """Message ids already sent under (channel_id, user_id, client_msg_id)."""
+    wanted = [k for k in set(keys) if is_id(k[0])]
+    if not wanted:
+        return {}
+    result = await session.execute(
+        select(
+            MessageClientId.channel_id,
+            MessageClientId.user_id,
+            MessageClientId.client_msg_id,
+            MessageClientId.message_id,
+        ).where(
+            tuple_(
+                MessageClientId.channel_id, MessageClientId.user_id, MessageClientId.client_msg_id
+            ).in_(wanted)
+        )
+    )
+    return {(row[0], row[1], row[2]): row[3] for row in result.all()}
+
+
+async def messages_by_id(session: AsyncSession, message_ids: Sequence[str]) -> dict[str, Message]:
+    ids = [m for m in set(message_ids) if is_id(m)]
+    if not ids:
+        return {}
+    condition = or_(*(_by_id(m) for m in ids))  # type: ignore[arg-type]
+    result = await session.scalars(select(Message).where(condition))
+    return {m.id: m for m in result.all()}
+
+
+async def set_last_seqs(session: AsyncSession, last_seqs: dict[str, int]) -> None:
+    for channel_id, last_seq in sorted(last_seqs.items()):
+        await session.execute(
+            update(Channel).where(Channel.id == channel_id).values(last_seq=last_seq)
+        )
+
+
+async def insert_rows(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """A multi-row insert (executemany with insertmanyvalues on both backends)."""
+    if rows:
+        await session.execute(insert(model), rows)

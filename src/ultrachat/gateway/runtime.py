@@ -24,6 +24,7 @@ from ultrachat.cache import Cache
 from ultrachat.cache.memory import MemoryCache
 from ultrachat.chat.channels import ChannelService
 from ultrachat.chat.events import SESSIONS_REVOKED_TOPIC
+from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.chat.ledger import ChannelLedger
 from ultrachat.chat.log import ChannelLog
 from ultrachat.chat.messages import MessageService
@@ -84,7 +85,8 @@ class Runtime:
         self.users = UserDirectory(self.db)
         self.ledger = ChannelLedger(self.db, self.bus)
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
-        self.messages = MessageService(self.db, self.ledger, self.users)
+        self.committer = GroupCommitter(self.db, self.ledger)
+        self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
         self.hub = Hub(
             self.bus,
             ChannelLog(self.db),
@@ -117,10 +119,12 @@ class Runtime:
         await self.keys.ensure_initialized()
         await self.bus.start()
         await self.hub.start()
+        await self.committer.start()
         self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
 
     async def stop(self) -> None:
         await self.hub.stop(CLOSE_SERVICE_RESTART, "server restarting; reconnect and resume")
+        await self.committer.stop()
         await self.bus.close()
         for task in self._tasks:
             task.cancel()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_COMMITTED = Counter(
     "ultrachat_channel_events_committed_total", "Channel events committed, by kind.", ["kind"]
@@ -17,4 +17,12 @@ WS_CLOSED = Counter("ultrachat_ws_closed_total", "WebSocket closes by close code
 WS_REPLAYED = Counter("ultrachat_ws_replayed_events_total", "Events replayed from storage.")
 GAP_FILLS = Counter(
     "ultrachat_realtime_gap_fills_total", "Times a node filled a seq gap from storage."
+)
+GROUP_COMMIT_BATCH = Histogram(
+    "ultrachat_group_commit_batch_size",
+    "Sends written per group-commit transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+GROUP_COMMIT_FAILED = Counter(
+    "ultrachat_group_commit_failed_batches_total", "Group-commit transactions that failed."
 )
