@@ -198,14 +198,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             owner_id, owner_token = await make_user(http)
             receivers = [await make_user(http) for _ in range(args.receivers)]
             senders = [await make_user(http) for _ in range(args.senders)]
-            members = [u for u, _ in receivers + senders]
             channel = await http.post(
                 "/api/v1/channels",
-                json={"name": "bench", "kind": "public", "member_ids": members},
+                json={"name": "bench", "kind": "public"},
                 headers={"Authorization": f"Bearer {owner_token}"},
             )
             channel.raise_for_status()
             channel_id = channel.json()["id"]
+            for _, token in receivers + senders:
+                joined = await http.post(
+                    f"/api/v1/channels/{channel_id}/join",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                joined.raise_for_status()
 
         count = int(args.rate * args.duration)
         count -= count % args.senders

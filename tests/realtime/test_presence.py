@@ -17,9 +17,13 @@ async def _presence_of(node: Node, viewer: LiveUser, user_id: str) -> str:
 async def test_presence_follows_devices(nodes: list[Node]) -> None:
     node, other = nodes[0], nodes[-1]
     ann, bob = await live_user(node), await live_user(node)
-    await channel_with(node, ann, bob)  # presence goes to peers in shared channels
+    await channel_with(node, ann, bob)
     watcher = RealtimeClient(node.ws, ann.token)
     await watcher.connect()
+    await watcher.send_frame({"type": "presence_sub", "user_ids": [bob.id]})
+    await watcher.wait_for(
+        lambda: {"type": "presence_state", "presence": {bob.id: "offline"}} in watcher.others
+    )
     assert await _presence_of(node, ann, bob.id) == "offline"
 
     phone, laptop = RealtimeClient(other.ws, bob.token), RealtimeClient(node.ws, bob.token)
@@ -46,6 +50,27 @@ async def test_presence_follows_devices(nodes: list[Node]) -> None:
     )
     assert await _presence_of(node, ann, bob.id) == "offline"
     await watcher.close()
+
+
+async def test_presence_is_pushed_only_to_watchers(nodes: list[Node]) -> None:
+    node = nodes[0]
+    ann, bob, cat = await live_user(node), await live_user(node), await live_user(node)
+    await channel_with(node, ann, bob, cat)
+    watcher, bystander = RealtimeClient(node.ws, ann.token), RealtimeClient(node.ws, cat.token)
+    await watcher.connect()
+    await bystander.connect()
+    await watcher.send_frame({"type": "presence_sub", "user_ids": [bob.id]})
+    await watcher.wait_for(lambda: any(f["type"] == "presence_state" for f in watcher.others))
+    bob_client = RealtimeClient(nodes[-1].ws, bob.token)
+    await bob_client.connect()
+    await watcher.wait_for(
+        lambda: {"type": "presence", "user_id": bob.id, "status": "online"} in watcher.others
+    )
+    await bystander.send_frame({"type": "ping"})
+    await bystander.wait_for(lambda: {"type": "pong"} in bystander.others)
+    assert not [f for f in bystander.others if f["type"] == "presence"]
+    for client in (watcher, bystander, bob_client):
+        await client.close()
 
 
 async def test_bad_presence_status_is_an_error_frame(nodes: list[Node]) -> None:

@@ -25,6 +25,7 @@ class RealtimeClient:
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.others: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
+        self.ack_log: list[dict[str, Any]] = []  # every ack, retries included
         self._reader: asyncio.Task[None] | None = None
         self._arrived = asyncio.Condition()
         self.close_code: int | None = None
@@ -59,6 +60,7 @@ class RealtimeClient:
                     self.events[frame["channel_id"]].append(frame)
                 elif frame["type"] == "ack":
                     self.acks[frame["client_msg_id"]] = frame
+                    self.ack_log.append(frame)
                 else:
                     self.others.append(frame)
                 async with self._arrived:

@@ -15,12 +15,14 @@ from ultrachat.gateway.context import user_id_var
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
 
 
-def auth_service(request: Request) -> AuthService:
+# Dependencies are coroutines even where nothing awaits: FastAPI runs a plain ``def`` in a
+# worker thread, a thread hop per request for what is a dictionary lookup.
+async def auth_service(request: Request) -> AuthService:
     service: AuthService = request.app.state.runtime.auth
     return service
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     ip = request.client.host if request.client else "unknown"
     # Stored and shown as text: drop control characters (PostgreSQL refuses NUL outright).
     agent = request.headers.get("user-agent", "")

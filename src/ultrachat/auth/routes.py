@@ -116,4 +116,4 @@ async def revoke_session(session_id: str, claims: Claims, service: Service) -> R
 
 @router.get("/users/me", responses=error_responses(401))
 async def me(claims: Claims, service: Service) -> UserOut:
-    return _user(await service.get_user(claims.user_id))
+    return _user(await service.get_profile(claims.user_id))

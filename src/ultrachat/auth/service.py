@@ -11,6 +11,7 @@ Session lifetime (docs/auth.md has the full story):
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,12 +25,12 @@ from ultrachat.auth.passwords import PasswordHasherPool, password_problem
 from ultrachat.auth.revocation import RevocationList
 from ultrachat.auth.tokens import (
     AccessClaims,
+    AccessTokenVerifier,
     TokenPolicy,
     epoch,
     hash_refresh_token,
     issue_access_token,
     new_refresh_token,
-    verify_access_token,
 )
 from ultrachat.config import Settings
 from ultrachat.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
@@ -42,6 +43,9 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 _KNOWN_IP_WINDOW = timedelta(days=30)
 _BAD_CREDENTIALS = "invalid username or password"
 _BAD_REFRESH = "invalid or expired refresh token"
+# /users/me answers from a per-process copy of the user this young (see get_profile).
+_PROFILE_TTL_SECONDS = 5.0
+_PROFILE_CACHE_MAX = 10_000
 
 SessionsRevoked = Callable[[str, list[str]], Awaitable[None]]
 
@@ -79,6 +83,8 @@ class AuthService:
         self._policy = TokenPolicy(
             settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds
         )
+        self._verifier = AccessTokenVerifier(keys, self._policy)
+        self._profiles: dict[str, tuple[float, User]] = {}
         self._auth_limit = Limit(settings.rate_limit_auth_max, settings.rate_limit_window_seconds)
         self._account_limit = Limit(
             settings.rate_limit_account_max, settings.rate_limit_window_seconds
@@ -127,6 +133,24 @@ class AuthService:
             user = await repository.get_user(session, user_id)
         if user is None:
             raise NotFound("user not found")
+        return user
+
+    async def get_profile(self, user_id: str) -> User:
+        """The user as shown to them (``/users/me``): a copy at most 5 s old, read-only.
+
+        Id, username and creation time never change and the role changes rarely, so a copy
+        this young spares a database read on a hot endpoint. Never use it to decide access
+        or to check a password: ``get_user`` reads the database.
+        """
+        cached = self._profiles.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        user = await self.get_user(user_id)
+        self._profiles.pop(user_id, None)
+        if len(self._profiles) >= _PROFILE_CACHE_MAX:
+            # Entries go in with one TTL, so the first in the dict expires first.
+            del self._profiles[next(iter(self._profiles))]
+        self._profiles[user_id] = (time.monotonic() + _PROFILE_TTL_SECONDS, user)
         return user
 
     async def change_password(
@@ -215,7 +239,7 @@ class AuthService:
 
     async def authenticate(self, token: str) -> AccessClaims:
         """Verify an access token and that its session is still live (one cache lookup)."""
-        claims = await verify_access_token(self._keys, self._policy, token)
+        claims = await self._verifier.verify(token)
         if await self._revocations.is_revoked(claims.session_id):
             raise Unauthorized("session has been revoked")
         return claims

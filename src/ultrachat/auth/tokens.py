@@ -4,6 +4,13 @@ Verification is deliberately narrow: RS256 only, our own keys only (looked up by
 ``jwk``/``jku``/``x5u``/``x5c`` headers are refused rather than ignored), and every
 registered claim checked. Anything else is a 401 with the same message, so a forger learns
 nothing about which check failed.
+
+A token that passed every check stays good until it expires, for as long as the key that
+signed it verifies: its signature, ``iss``, ``aud``, ``typ``, ``iat`` and ``nbf`` cannot change.
+``AccessTokenVerifier`` therefore remembers verified tokens (by the token string) and, on a
+repeat, checks only ``exp`` and the key, saving the RSA and JSON work on every request after a
+client's first. Session revocation is not a property of the token and is never cached here:
+``AuthService.authenticate`` asks the revocation list on every request.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import jwt
 
@@ -60,6 +67,13 @@ def issue_access_token(
 
 async def verify_access_token(keys: KeyRing, policy: TokenPolicy, token: str) -> AccessClaims:
     """The token's claims if every check passes; raises Unauthorized otherwise."""
+    return (await _verify(keys, policy, token))[0]
+
+
+async def _verify(
+    keys: KeyRing, policy: TokenPolicy, token: str
+) -> tuple[AccessClaims, str, float]:
+    """The claims, the signing key's ``kid`` and the raw ``exp``; raises Unauthorized."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -90,7 +104,43 @@ async def verify_access_token(keys: KeyRing, policy: TokenPolicy, token: str) ->
     sub, sid, jti = claims.get("sub"), claims.get("sid"), claims.get("jti")
     if claims.get("typ") != ACCESS_TYPE or not all(isinstance(v, str) for v in (sub, sid, jti)):
         raise Unauthorized(_INVALID)
-    return AccessClaims(str(sub), str(sid), str(jti), int(claims["exp"]))
+    exp = claims["exp"]
+    return AccessClaims(str(sub), str(sid), str(jti), int(exp)), kid, float(exp)
+
+
+class AccessTokenVerifier:
+    """``verify_access_token`` with a bounded in-process memory of tokens that passed.
+
+    A remembered token is answered without PyJWT while ``exp`` is within the leeway, exactly
+    as ``jwt.decode`` would judge it, and while its key is still in the verification set, so
+    a retired key stops its tokens here too. Only tokens that passed are remembered: forged
+    ones cost full verification every time and cannot fill the memory.
+    """
+
+    def __init__(self, keys: KeyRing, policy: TokenPolicy, max_entries: int = 10_000) -> None:
+        self._keys = keys
+        self._policy = policy
+        self._max_entries = max_entries
+        self._verified: dict[str, tuple[AccessClaims, str, float]] = {}
+
+    async def verify(self, token: str) -> AccessClaims:
+        entry = self._verified.get(token)
+        if entry is not None:
+            claims, kid, exp = entry
+            # PyJWT's own rule: expired when exp <= now - leeway, on the same clock.
+            now = datetime.now(tz=UTC).timestamp()
+            if (
+                exp > now - self._policy.leeway_seconds
+                and self._keys.verification_key(kid) is not None
+            ):
+                return claims
+            del self._verified[token]
+        entry = await _verify(self._keys, self._policy, token)
+        if len(self._verified) >= self._max_entries:
+            # Oldest first: dicts keep insertion order, so this drops the earliest entry.
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = entry
+        return entry[0]
 
 
 def new_refresh_token() -> tuple[str, str]:

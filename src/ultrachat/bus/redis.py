@@ -40,15 +40,19 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
         self._healthy = False
         self._connected = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-bus-reader")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        self._closing = True
+        reader = self._reader
+        # On Python 3.11 a cancel that lands as redis-py's read timeout fires can be swallowed
+        # (asyncio's timeout race), so cancel until the reader is really gone.
+        while reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader}, timeout=0.5)
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -104,7 +108,7 @@ class RedisBus:
     async def _read_forever(self) -> None:
         backoff = 0.1
         first = True
-        while True:
+        while not self._closing:
             try:
                 await self._connect()
                 backoff = 0.1
@@ -137,7 +141,7 @@ class RedisBus:
     async def _pump(self) -> None:
         assert self._pubsub is not None
         prefix_len = len(self._prefix)
-        while True:
+        while not self._closing:
             message = await self._pubsub.get_message(timeout=1.0)
             if message is None:
                 await self._pubsub.ping()

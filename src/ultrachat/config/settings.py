@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1)
     redis_url: str = ""
     redis_key_prefix: str = "uc:"
+    redis_pool_size: int = Field(50, ge=2)
+    pool_timeout_seconds: float = Field(5.0, gt=0)
 
     # Tokens and sessions (the plan's AuthConfig)
     jwt_issuer: str = "ultrachat"

@@ -34,6 +34,7 @@ from ultrachat.ratelimit.memory import MemoryRateLimiter
 from ultrachat.realtime.connection import CLOSE_SERVICE_RESTART
 from ultrachat.realtime.hub import Hub
 from ultrachat.realtime.presence import MemoryPresence, PresenceStore, RedisPresence
+from ultrachat.realtime.presence_hub import PresenceHub
 from ultrachat.storage import Database
 
 if TYPE_CHECKING:
@@ -48,21 +49,32 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.effective_database_url, settings.database_pool_size)
+        self.db = Database(
+            settings.effective_database_url,
+            settings.database_pool_size,
+            settings.pool_timeout_seconds,
+        )
         self.redis: Redis | None = None
         self.shared_state: Cache
         self.limiter: RateLimiter
         self.bus: Bus
         if settings.redis_url:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
 
             from ultrachat.bus.redis import RedisBus
             from ultrachat.cache.redis import RedisCache
             from ultrachat.ratelimit.redis import RedisRateLimiter
 
-            self.redis = Redis.from_url(
-                settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+            # A bounded pool that waits (up to the pool timeout) for a free connection, rather
+            # than failing at once as the default pool does when it is exhausted.
+            pool = BlockingConnectionPool.from_url(
+                settings.redis_url,
+                max_connections=settings.redis_pool_size,
+                timeout=settings.pool_timeout_seconds,
+                socket_connect_timeout=2,
+                socket_timeout=5,
             )
+            self.redis = Redis.from_pool(pool)  # from_pool: closing the client closes the pool
             self.shared_state = RedisCache(self.redis, settings.redis_key_prefix)
             self.limiter = RedisRateLimiter(self.redis, settings.redis_key_prefix)
             self.bus = RedisBus(self.redis, settings.redis_key_prefix)
@@ -87,13 +99,8 @@ class Runtime:
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
         self.committer = GroupCommitter(self.db, self.ledger)
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
-        self.hub = Hub(
-            self.bus,
-            ChannelLog(self.db),
-            settings.ws_max_behind,
-            self._presence_store(),
-            settings.presence_ttl_seconds,
-        )
+        self.hub = Hub(self.bus, ChannelLog(self.db), settings.ws_max_behind)
+        self.presence = PresenceHub(self.bus, self._presence_store(), settings.presence_ttl_seconds)
         self.auth.on_sessions_revoked(self._announce_revocation)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -119,12 +126,14 @@ class Runtime:
         await self.keys.ensure_initialized()
         await self.bus.start()
         await self.hub.start()
+        await self.presence.start()
         await self.committer.start()
         self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
 
     async def stop(self) -> None:
         await self.hub.stop(CLOSE_SERVICE_RESTART, "server restarting; reconnect and resume")
         await self.committer.stop()
+        await self.presence.stop()
         await self.bus.close()
         for task in self._tasks:
             task.cancel()

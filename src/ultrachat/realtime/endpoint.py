@@ -58,18 +58,37 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         new_id(), ws, claims.user_id, claims.session_id, settings.ws_send_queue_max
     )
     hub = runtime.hub
-    await hub.register(connection)
-    writer = asyncio.create_task(connection.write_forever())
+    # ``ready`` is the first frame, but it leaves only once every channel is joined: from
+    # then on, nothing committed (or typed) in the user's channels is missed.
+    connection.push(_frame(type="ready", user_id=claims.user_id, connection_id=connection.id))
+    serving = asyncio.current_task()
+    assert serving is not None
+    writer: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
-        connection.push(_frame(type="ready", user_id=claims.user_id, connection_id=connection.id))
-        await _subscribe(runtime, connection, resume)
-        await hub.set_presence(connection, "online")
-        await _serve(runtime, connection)
-    finally:
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
-        await hub.unregister(connection)
+        try:
+            await hub.register(connection)
+            replays = await _subscribe(runtime, connection, resume)
+            writer = asyncio.create_task(connection.write_forever())
+            watcher = asyncio.create_task(
+                connection.watch(settings.ws_ping_interval_seconds, serving)
+            )
+            await asyncio.gather(*(hub.catch_up(connection, cid, after) for cid, after in replays))
+            await runtime.presence.connected(connection)
+            await _serve(runtime, connection)
+        finally:
+            for task in (watcher, writer):  # the watcher first: no abandoning from here on
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            with contextlib.suppress(Exception):
+                await runtime.presence.disconnected(connection)
+            await hub.unregister(connection)
+    except asyncio.CancelledError:
+        if not connection.abandoned:
+            raise
+        serving.uncancel()  # the watcher gave this peer up; the endpoint ends normally
 
 
 def _parse_hello(text: str) -> tuple[str, dict[str, int]] | str:
@@ -96,9 +115,12 @@ def _parse_hello(text: str) -> tuple[str, dict[str, int]] | str:
     return token, resume
 
 
-async def _subscribe(runtime: Any, connection: Connection, resume: dict[str, int]) -> None:
-    member_of = set(await runtime.channels.member_channel_ids(connection.user_id))
-    for channel_id in resume.keys() - member_of:
+async def _subscribe(
+    runtime: Any, connection: Connection, resume: dict[str, int]
+) -> list[tuple[str, int]]:
+    """Join every channel of the user; the (channel, seq) pairs still to be replayed."""
+    member_of: list[str] = list(await runtime.channels.member_channel_ids(connection.user_id))
+    for channel_id in resume.keys() - set(member_of):
         connection.push(
             _frame(
                 type="error",
@@ -107,9 +129,10 @@ async def _subscribe(runtime: Any, connection: Connection, resume: dict[str, int
                 message="not a member of this channel; it is not delivered",
             )
         )
-    await asyncio.gather(
-        *(runtime.hub.attach(connection, cid, resume.get(cid)) for cid in member_of)
+    after = await asyncio.gather(
+        *(runtime.hub.join(connection, cid, resume.get(cid)) for cid in member_of)
     )
+    return [(cid, seq) for cid, seq in zip(member_of, after, strict=True) if seq is not None]
 
 
 async def _serve(runtime: Any, connection: Connection) -> None:
@@ -145,10 +168,12 @@ async def _serve(runtime: Any, connection: Connection) -> None:
                 connection.push('{"type":"pong"}')
             elif kind == "typing":
                 await _typing(runtime, connection, frame)
+            elif kind == "presence_sub":
+                await _watch_presence(runtime, connection, frame)
             elif kind == "presence":
                 status = frame.get("status")
                 if status in STATUSES:
-                    await runtime.hub.set_presence(connection, status)
+                    await runtime.presence.set_status(connection, status)
                 else:
                     connection.push(
                         _frame(
@@ -228,3 +253,14 @@ async def _typing(runtime: Any, connection: Connection, frame: dict[str, Any]) -
         return
     out = _frame(type="typing", channel_id=channel_id, user_id=connection.user_id)
     await runtime.hub.publish_ephemeral(channel_id, "typing", connection.user_id, out)
+
+
+async def _watch_presence(runtime: Any, connection: Connection, frame: dict[str, Any]) -> None:
+    user_ids = frame.get("user_ids")
+    if not isinstance(user_ids, list) or not all(isinstance(u, str) for u in user_ids):
+        connection.push(
+            _frame(type="error", code="invalid_input", message="user_ids must be a list of ids")
+        )
+        return
+    snapshot = await runtime.presence.watch(connection, user_ids)
+    connection.push(_frame(type="presence_state", presence=snapshot))

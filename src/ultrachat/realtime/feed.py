@@ -6,7 +6,9 @@ within ``GAP_WAIT`` is filled from the event log, so subscribers always see ever
 
 Resume works on the same stream: a connection that must catch up is *syncing*; the feed
 buffers live events for it while it replays from the log, then it drops the buffered events
-it already replayed and goes live. Subscribe first, buffer, replay, then dedupe.
+it already replayed and goes live. Subscribe first, buffer, replay, then dedupe. A connection
+that already has more than this node delivered (it was on a node further ahead) keeps
+syncing until the feed has caught up with it, so nothing reaches it twice.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class ChannelFeed:
         self.head = head
         self.live: dict[str, Connection] = {}
         self.syncing: dict[str, list[Envelope]] = {}
+        # Syncing connections whose replay is done, waiting for ``head`` to reach their seq.
+        self._waiting: dict[str, tuple[Connection, int]] = {}
         self._early: dict[int, Envelope] = {}
         self._fetch_after = fetch_after
         self._filler: asyncio.Task[None] | None = None
@@ -99,6 +103,11 @@ class ChannelFeed:
             buffered.append(envelope)
         if envelope.kind == MEMBER_LEFT:
             self.drop_user(envelope.subject)
+        if self._waiting:
+            for connection, last_seq in list(self._waiting.values()):
+                if self.head >= last_seq:
+                    del self._waiting[connection.id]
+                    self._go_live(connection, last_seq)
 
     def _emit_ephemeral(self, envelope: Envelope) -> None:
         for connection in self.live.values():
@@ -109,19 +118,36 @@ class ChannelFeed:
 
     def add_live(self, connection: Connection) -> None:
         self.syncing.pop(connection.id, None)
+        self._waiting.pop(connection.id, None)
         self.live[connection.id] = connection
         connection.channels.add(self.channel_id)
 
     def start_sync(self, connection: Connection) -> None:
         self.live.pop(connection.id, None)
+        self._waiting.pop(connection.id, None)
         self.syncing[connection.id] = []
         connection.channels.add(self.channel_id)
 
+    def forget_replayed(self, connection: Connection, last_seq: int) -> None:
+        """Drop the events held back for a syncing connection that its replay has sent."""
+        buffered = self.syncing.get(connection.id)
+        if buffered and buffered[0].seq <= last_seq:
+            self.syncing[connection.id] = [e for e in buffered if e.seq > last_seq]
+
     def finish_sync(self, connection: Connection, last_seq: int) -> bool:
-        """Send what arrived during the replay and go live; False if dropped meanwhile."""
-        buffered = self.syncing.pop(connection.id, None)
-        if buffered is None:
+        """The connection has every event up to ``last_seq``: send what arrived after it
+        during the replay and go live. If this node has not delivered ``last_seq`` yet, stay
+        syncing until it has. False if the connection was dropped meanwhile."""
+        if connection.id not in self.syncing:
             return False
+        if self.head < last_seq:
+            self._waiting[connection.id] = (connection, last_seq)
+            self.fill_gap_soon()  # this node is behind the log: catch up from it
+            return True
+        return self._go_live(connection, last_seq)
+
+    def _go_live(self, connection: Connection, last_seq: int) -> bool:
+        buffered = self.syncing.pop(connection.id, [])
         for envelope in buffered:
             if envelope.seq > last_seq:
                 connection.push(envelope.frame)
@@ -134,6 +160,7 @@ class ChannelFeed:
     def remove(self, connection: Connection) -> None:
         self.live.pop(connection.id, None)
         self.syncing.pop(connection.id, None)
+        self._waiting.pop(connection.id, None)
         connection.channels.discard(self.channel_id)
 
     def drop_user(self, user_id: str) -> None:

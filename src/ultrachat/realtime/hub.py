@@ -17,6 +17,7 @@ import orjson
 
 from ultrachat.bus import Bus
 from ultrachat.chat.events import (
+    MEMBER_LEFT,
     SESSIONS_REVOKED_TOPIC,
     Envelope,
     channel_topic,
@@ -28,7 +29,6 @@ from ultrachat.chat.log import ChannelLog
 from ultrachat.metrics.chat import WS_CONNECTIONS, WS_REPLAYED
 from ultrachat.realtime.connection import CLOSE_UNAUTHORIZED, Connection
 from ultrachat.realtime.feed import ChannelFeed
-from ultrachat.realtime.presence import PresenceStore
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
@@ -40,13 +40,8 @@ class Hub:
         bus: Bus,
         channel_log: ChannelLog,
         max_behind: int,
-        presence: PresenceStore,
-        presence_ttl: float,
     ) -> None:
         self._bus = bus
-        self.presence = presence
-        self._presence_ttl = presence_ttl
-        self._announced: dict[str, str] = {}
         self._log = channel_log
         self._max_behind = max_behind
         self.connections: dict[str, Connection] = {}
@@ -58,7 +53,6 @@ class Hub:
     async def start(self) -> None:
         await self._bus.subscribe(SESSIONS_REVOKED_TOPIC, self._on_sessions_revoked)
         self._bus.on_reconnect(self._after_bus_outage)
-        self._spawn(self._refresh_presence_forever())
 
     async def stop(self, code: int, reason: str) -> None:
         for task in list(self._tasks):
@@ -79,14 +73,9 @@ class Hub:
             await self._bus.subscribe(user_topic(connection.user_id), self._on_user_event)
 
     async def unregister(self, connection: Connection) -> None:
+        connection.finish()
         self.connections.pop(connection.id, None)
         WS_CONNECTIONS.set(len(self.connections))
-        channels = list(connection.channels)
-        try:
-            await self.presence.remove(connection.user_id, connection.id)
-            await self._announce_presence(connection.user_id, channels)
-        except Exception:
-            log.warning("presence update failed for %s", connection.user_id, exc_info=True)
         for channel_id in list(connection.channels):
             feed = self._feeds.get(channel_id)
             if feed is not None:
@@ -104,64 +93,68 @@ class Hub:
             self.connections[c] for c in self._by_user.get(user_id, ()) if c in self.connections
         ]
 
-    # Presence
-
-    async def set_presence(self, connection: Connection, status: str) -> None:
-        connection.status = status
-        await self.presence.set(connection.user_id, connection.id, status, self._presence_ttl)
-        await self._announce_presence(connection.user_id, list(connection.channels))
-
-    async def _announce_presence(self, user_id: str, channel_ids: list[str]) -> None:
-        status = (await self.presence.of([user_id]))[user_id]
-        if self._announced.get(user_id) == status:
-            return
-        if status == "offline":
-            self._announced.pop(user_id, None)
-        else:
-            self._announced[user_id] = status
-        frame = orjson.dumps({"type": "presence", "user_id": user_id, "status": status}).decode()
-        for channel_id in channel_ids:
-            await self.publish_ephemeral(channel_id, "presence", user_id, frame)
-
-    async def _refresh_presence_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._presence_ttl / 3)
-            for connection in list(self.connections.values()):
-                try:
-                    await self.presence.set(
-                        connection.user_id, connection.id, connection.status, self._presence_ttl
-                    )
-                except Exception:
-                    log.warning("presence refresh failed", exc_info=True)
-                    break
-
     # Channels
 
     async def attach(self, connection: Connection, channel_id: str, from_seq: int | None) -> None:
         """Deliver ``channel_id`` to ``connection``: live from now, or every event after
         ``from_seq`` (replayed from the log) and then live, with no gap and no duplicate."""
-        feed = await self._feed(channel_id)
-        if from_seq is None or from_seq >= feed.head:
+        after = await self.join(connection, channel_id, from_seq)
+        if after is not None:
+            await self.catch_up(connection, channel_id, after)
+
+    async def join(
+        self, connection: Connection, channel_id: str, from_seq: int | None
+    ) -> int | None:
+        """Join the channel's feed: live at once, or syncing (live events held back) when
+        events after ``from_seq`` must be replayed first; then returns the seq to replay
+        after, to hand to ``catch_up``. Once this returns, nothing new is missed."""
+        if channel_id in connection.channels:
+            return None  # already joined (e.g. hello and channel.added raced)
+        connection.channels.add(channel_id)
+        try:
+            feed = await self._feed(channel_id)
+        except BaseException:
+            connection.channels.discard(channel_id)
+            raise
+        if from_seq is None or from_seq == feed.head:
             # Nothing this node has delivered is missing; later events come live, in order.
             feed.add_live(connection)
-            return
+            return None
         if feed.head - from_seq > self._max_behind:
             feed.add_live(connection)
             connection.push(_reset_frame(channel_id, feed.head))
-            return
+            return None
         feed.start_sync(connection)
-        last = from_seq
+        return from_seq
+
+    async def catch_up(self, connection: Connection, channel_id: str, after: int) -> None:
+        """Replay what a syncing connection missed, paced by its queue, then go live.
+
+        The replay reads the log until it reaches the feed's head, events committed during
+        the replay included, so going live releases (almost) nothing held back at once: a
+        client that reads is never cut off for catching up. It never goes past the head:
+        anything newer reaches the connection through the feed, never twice."""
+        feed = self._feeds.get(channel_id)
+        if feed is None or connection.id not in feed.syncing:
+            return
+        last = after
         try:
             while True:
                 events = await self._log.after(channel_id, last, REPLAY_PAGE)
                 for event in events:
+                    await connection.room()
+                    if connection.id not in feed.syncing or connection.closing:
+                        return  # dropped meanwhile (closed, removed, re-joined)
+                    if event.seq > feed.head:
+                        break  # not delivered by this node yet: the feed brings it
                     connection.push(event.frame)
+                    WS_REPLAYED.inc()
                     last = event.seq
-                    if event.kind == "member.left" and event.subject == connection.user_id:
+                    if event.kind == MEMBER_LEFT and event.subject == connection.user_id:
                         feed.remove(connection)
                         return
-                WS_REPLAYED.inc(len(events))
-                if len(events) < REPLAY_PAGE:
+                feed.forget_replayed(connection, last)
+                if last >= feed.head or not events:
                     break
         except BaseException:
             feed.remove(connection)

@@ -28,4 +28,4 @@ async def presence(
     ids = [u for u in (part.strip() for part in user_ids.split(",")) if u]
     if not ids or len(ids) > MAX_USERS:
         raise InvalidInput(f"give 1 to {MAX_USERS} user ids")
-    return PresenceOut(presence=await request.app.state.runtime.hub.presence.of(ids))
+    return PresenceOut(presence=await request.app.state.runtime.presence.store.of(ids))

@@ -31,7 +31,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
     """An async engine for ``url``; creates the SQLite file's folder when needed."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -44,7 +44,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=5,
+        pool_timeout=pool_timeout,
         pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": "ultrachat"}},
     )
@@ -53,9 +53,9 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 class Database:
     """The primary database: an engine plus a session factory."""
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, pool_timeout: float = 5.0) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size)
+        self.engine = create_engine(url, pool_size, pool_timeout)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -1,0 +1,119 @@
+"""Live presence on one node: who is watched by whom, and pushing changes to the watchers.
+
+Presence is pushed only to connections that asked for it (``presence_sub`` with the user ids
+a client shows, at most ``MAX_WATCHED``), never broadcast into channels: with broadcasting, N
+people coming online in a channel of N members would cost N² frames. Each change is published
+once, on ``presence:<user_id>``; a node subscribes to that topic while any local connection
+watches the user, and fans the frame out to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+import orjson
+
+from ultrachat.bus import Bus
+from ultrachat.chat.events import unwrap, wrap
+from ultrachat.realtime.connection import Connection
+from ultrachat.realtime.presence import PresenceStore
+
+log = logging.getLogger(__name__)
+MAX_WATCHED = 500
+
+
+def presence_topic(user_id: str) -> str:
+    return f"presence:{user_id}"
+
+
+class PresenceHub:
+    def __init__(self, bus: Bus, store: PresenceStore, ttl: float) -> None:
+        self._bus = bus
+        self.store = store
+        self._ttl = ttl
+        self._connections: dict[str, Connection] = {}
+        self._watching: dict[str, set[str]] = {}  # connection id → watched user ids
+        self._watchers: dict[str, set[str]] = defaultdict(set)  # user id → connection ids
+        self._last_published: dict[str, str] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="presence-refresh")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+
+    async def connected(self, connection: Connection) -> None:
+        self._connections[connection.id] = connection
+        await self.set_status(connection, "online")
+
+    async def set_status(self, connection: Connection, status: str) -> None:
+        connection.status = status
+        await self.store.set(connection.user_id, connection.id, status, self._ttl)
+        await self._publish_if_changed(connection.user_id)
+
+    async def disconnected(self, connection: Connection) -> None:
+        self._connections.pop(connection.id, None)
+        await self.watch(connection, [])
+        try:
+            await self.store.remove(connection.user_id, connection.id)
+            await self._publish_if_changed(connection.user_id)
+        except Exception:
+            log.warning("presence update failed for %s", connection.user_id, exc_info=True)
+
+    async def watch(self, connection: Connection, user_ids: list[str]) -> dict[str, str]:
+        """Replace what ``connection`` watches; returns the watched users' current presence."""
+        wanted = set(user_ids[:MAX_WATCHED])
+        before = self._watching.pop(connection.id, set())
+        if wanted:
+            self._watching[connection.id] = wanted
+        for user_id in wanted - before:
+            first = not self._watchers[user_id]
+            self._watchers[user_id].add(connection.id)
+            if first:
+                await self._bus.subscribe(presence_topic(user_id), self._on_presence)
+        for user_id in before - wanted:
+            watchers = self._watchers.get(user_id)
+            if watchers is not None:
+                watchers.discard(connection.id)
+                if not watchers:
+                    del self._watchers[user_id]
+                    await self._bus.unsubscribe(presence_topic(user_id))
+        return await self.store.of(sorted(wanted)) if wanted else {}
+
+    async def _publish_if_changed(self, user_id: str) -> None:
+        status = (await self.store.of([user_id]))[user_id]
+        if self._last_published.get(user_id) == status:
+            return
+        if status == "offline":
+            self._last_published.pop(user_id, None)
+        else:
+            self._last_published[user_id] = status
+        frame = orjson.dumps({"type": "presence", "user_id": user_id, "status": status}).decode()
+        await self._bus.publish(presence_topic(user_id), wrap(0, "presence", user_id, frame))
+
+    def _on_presence(self, topic: str, payload: bytes) -> None:
+        frame = unwrap(payload).frame
+        for connection_id in self._watchers.get(topic.removeprefix("presence:"), ()):
+            connection = self._connections.get(connection_id)
+            if connection is not None:
+                connection.push(frame)
+
+    async def _refresh_forever(self) -> None:
+        # Entries expire unless refreshed: a node that dies takes its users offline by itself.
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            for connection in list(self._connections.values()):
+                try:
+                    await self.store.set(
+                        connection.user_id, connection.id, connection.status, self._ttl
+                    )
+                except Exception:
+                    log.warning("presence refresh failed", exc_info=True)
+                    break
