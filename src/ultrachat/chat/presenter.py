@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from ultrachat.chat.events import iso
-from ultrachat.chat.models import Channel, ChannelMember, Message
+from ultrachat.chat.models import Channel, ChannelMember
+
+
+class MessageFields(Protocol):
+    """What a message's JSON is made from: a stored row, or one about to be stored."""
+
+    id: str
+    channel_id: str
+    seq: int
+    user_id: str
+    body: str | None
+    thread_id: str | None
+    created_at: datetime
+    edited_at: datetime | None
+    deleted_at: datetime | None
 
 
 def message_dict(
-    message: Message,
+    message: MessageFields,
     mentions: list[str] | None = None,
     reactions: dict[str, list[str]] | None = None,
     pinned: bool = False,

@@ -97,7 +97,8 @@ class Runtime:
         self.users = UserDirectory(self.db)
         self.ledger = ChannelLedger(self.db, self.bus)
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
-        self.committer = GroupCommitter(self.db, self.ledger)
+        # SQLite has one writer: a second transaction in flight would only wait for the lock.
+        self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
         self.hub = Hub(self.bus, ChannelLog(self.db), settings.ws_max_behind)
         self.presence = PresenceHub(self.bus, self._presence_store(), settings.presence_ttl_seconds)

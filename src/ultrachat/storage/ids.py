@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from datetime import UTC, datetime
 
 _ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -25,12 +24,17 @@ def new_id() -> str:
     value |= ((rand >> 68) & 0xFFF) << 64  # rand_a
     value |= 0b10 << 62  # RFC 4122 variant
     value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    # Formatting the hex directly is several times cheaper than building a uuid.UUID, and ids
+    # are made once per message on the hottest write path.
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def id_timestamp(value: str) -> datetime:
-    """The creation time encoded in a UUIDv7 string."""
-    millis = uuid.UUID(value).int >> 80
+    """The creation time encoded in a UUIDv7 string; ValueError if it is not one."""
+    if not is_id(value):
+        raise ValueError(f"not an id: {value!r}")
+    millis = int(value[:8] + value[9:13], 16)
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
