@@ -38,5 +38,9 @@ test: check
 test-fast: install
 	$(RUN) pytest -q -x
 
+# Needs wrk (apt-get install -y wrk); BACKEND=postgres uses PostgreSQL and Redis on 127.0.0.1.
+bench: install
+	bash bench/auth_bench.sh $(or $(BACKEND),sqlite)
+
 clean:
 	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

@@ -2,5 +2,6 @@
 
 from ultrachat.auth import models as auth_models
 from ultrachat.chat import models as chat_models
+from ultrachat.preferences import models as preferences_models
 
-__all__ = ["auth_models", "chat_models"]
+__all__ = ["auth_models", "chat_models", "preferences_models"]

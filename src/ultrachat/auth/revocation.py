@@ -17,9 +17,15 @@ from datetime import UTC, datetime, timedelta
 
 from ultrachat.auth import repository
 from ultrachat.cache import Cache
+from ultrachat.metrics.cache import CACHE_REQUESTS
 from ultrachat.storage import Database
 
 _SENTINEL = "auth:revocations-loaded"
+# Its label in ultrachat_cache_requests_total: a hit is answered by the store, a miss
+# reloaded the list from the database first.
+RESOURCE = "session-revocation"
+for _result in ("hit", "miss"):
+    CACHE_REQUESTS.labels(RESOURCE, _result)
 _PREFIX = "auth:revoked:"
 
 
@@ -37,8 +43,10 @@ class RevocationList:
     async def is_revoked(self, session_id: str) -> bool:
         entry, loaded = await self._store.get_many([_PREFIX + session_id, _SENTINEL])
         if loaded is None:
+            CACHE_REQUESTS.labels(RESOURCE, "miss").inc()
             await self.reload()
             return await self._store.get(_PREFIX + session_id) is not None
+        CACHE_REQUESTS.labels(RESOURCE, "hit").inc()
         return entry is not None
 
     async def reload(self) -> None:

@@ -16,7 +16,7 @@ from ultrachat.auth.schemas import (
     TokenPair,
     UserOut,
 )
-from ultrachat.auth.service import IssuedTokens
+from ultrachat.auth.service import IssuedTokens, Profile
 from ultrachat.gateway.openapi import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -31,7 +31,7 @@ def _pair(tokens: IssuedTokens) -> TokenPair:
     )
 
 
-def _user(user: User) -> UserOut:
+def _user(user: User | Profile) -> UserOut:
     return UserOut(id=user.id, username=user.username, role=user.role, created_at=user.created_at)
 
 

@@ -11,7 +11,6 @@ Session lifetime (docs/auth.md has the full story):
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,8 @@ from ultrachat.auth.tokens import (
     issue_access_token,
     new_refresh_token,
 )
+from ultrachat.cache.config import USER_PROFILES
+from ultrachat.cache.tiered import TieredCache
 from ultrachat.config import Settings
 from ultrachat.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthorized
 from ultrachat.metrics.http import AUTH_EVENTS, RATE_LIMITED
@@ -43,9 +44,6 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 _KNOWN_IP_WINDOW = timedelta(days=30)
 _BAD_CREDENTIALS = "invalid username or password"
 _BAD_REFRESH = "invalid or expired refresh token"
-# /users/me answers from a per-process copy of the user this young (see get_profile).
-_PROFILE_TTL_SECONDS = 5.0
-_PROFILE_CACHE_MAX = 10_000
 
 SessionsRevoked = Callable[[str, list[str]], Awaitable[None]]
 
@@ -56,6 +54,30 @@ class IssuedTokens:
     refresh_token: str
     expires_in: int
     session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A user as shown to them (``/users/me``): no secrets, so it may be cached anywhere."""
+
+    id: str
+    username: str
+    role: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "role": self.role,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> Profile:
+        return cls(
+            data["id"], data["username"], data["role"], datetime.fromisoformat(data["created_at"])
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +95,10 @@ class AuthService:
         hasher: PasswordHasherPool,
         revocations: RevocationList,
         limiter: RateLimiter,
+        cache: TieredCache | None = None,
     ) -> None:
         self._settings = settings
+        self._cache = cache
         self._db = db
         self._keys = keys
         self._hasher = hasher
@@ -84,7 +108,6 @@ class AuthService:
             settings.jwt_issuer, settings.jwt_audience, settings.jwt_leeway_seconds
         )
         self._verifier = AccessTokenVerifier(keys, self._policy)
-        self._profiles: dict[str, tuple[float, User]] = {}
         self._auth_limit = Limit(settings.rate_limit_auth_max, settings.rate_limit_window_seconds)
         self._account_limit = Limit(
             settings.rate_limit_account_max, settings.rate_limit_window_seconds
@@ -135,23 +158,26 @@ class AuthService:
             raise NotFound("user not found")
         return user
 
-    async def get_profile(self, user_id: str) -> User:
-        """The user as shown to them (``/users/me``): a copy at most 5 s old, read-only.
+    async def get_profile(self, user_id: str) -> Profile:
+        """The user as shown to them (``/users/me``), from the ``user-profiles`` cache.
 
-        Id, username and creation time never change and the role changes rarely, so a copy
-        this young spares a database read on a hot endpoint. Never use it to decide access
-        or to check a password: ``get_user`` reads the database.
+        Id, username and creation time never change; whatever changes the role must call
+        ``profile_changed``. Never use it to decide access or to check a password:
+        ``get_user`` reads the database.
         """
-        cached = self._profiles.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        user = await self.get_user(user_id)
-        self._profiles.pop(user_id, None)
-        if len(self._profiles) >= _PROFILE_CACHE_MAX:
-            # Entries go in with one TTL, so the first in the dict expires first.
-            del self._profiles[next(iter(self._profiles))]
-        self._profiles[user_id] = (time.monotonic() + _PROFILE_TTL_SECONDS, user)
-        return user
+
+        async def load() -> dict[str, str]:
+            user = await self.get_user(user_id)
+            return Profile(user.id, user.username, user.role, user.created_at).to_json()
+
+        if self._cache is None:
+            return Profile.from_json(await load())
+        return Profile.from_json(await self._cache.get(USER_PROFILES, user_id, load))
+
+    async def profile_changed(self, user_id: str) -> None:
+        """Forget the cached profile on every node (after a committed change to the user)."""
+        if self._cache is not None:
+            await self._cache.invalidate([(USER_PROFILES, user_id)])
 
     async def change_password(
         self, claims: AccessClaims, current_password: str, new_password: str

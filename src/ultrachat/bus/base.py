@@ -20,6 +20,10 @@ class Bus(Protocol):
         """Deliver ``payload`` to every subscriber of ``topic`` on every node, at most once."""
         ...
 
+    async def publish_counted(self, topic: str, payload: bytes) -> int:
+        """Like ``publish``; returns how many node subscriptions received it (this node's too)."""
+        ...
+
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """Publish several (topic, payload) messages in order, in one round trip if possible."""
         ...

@@ -28,6 +28,11 @@ class MemoryBus:
         if handler is not None:
             handler(topic, payload)
 
+    async def publish_counted(self, topic: str, payload: bytes) -> int:
+        handler = self._handlers.get(topic)
+        await self.publish(topic, payload)
+        return 0 if handler is None else 1
+
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         for topic, payload in messages:
             await self.publish(topic, payload)

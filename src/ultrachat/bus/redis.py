@@ -60,6 +60,12 @@ class RedisBus:
         await self._client.publish(self._prefix + topic, payload)
         BUS_PUBLISHED.inc()
 
+    async def publish_counted(self, topic: str, payload: bytes) -> int:
+        # PUBLISH answers with the number of subscribed connections: one per subscribed node.
+        receivers = await self._client.publish(self._prefix + topic, payload)
+        BUS_PUBLISHED.inc()
+        return int(receivers)
+
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
         if not messages:
             return

@@ -21,6 +21,7 @@ from ultrachat.chat.schemas import ChannelCreate, ChannelPatch, ensure_storable
 from ultrachat.errors import Forbidden, InvalidInput, NotFound
 from ultrachat.storage import Database, new_id
 from ultrachat.storage.ids import is_id
+from ultrachat.storage.replicas import confirm_on_primary
 
 DM_MIN, DM_MAX = 2, 9
 
@@ -34,8 +35,9 @@ class ChannelService:
 
     # Reading
 
+    @confirm_on_primary(NotFound)  # a replica may not have someone else's new channel yet
     async def get(self, actor: str, channel_id: str) -> dict[str, Any]:
-        async with self._db.sessions() as session:
+        async with self._db.reader(actor) as session:
             channel = await repository.get_channel(session, channel_id)
             member = await repository.get_member(session, channel_id, actor) if channel else None
             channel = permissions.ensure_visible(channel, member)
@@ -45,7 +47,7 @@ class ChannelService:
         return body
 
     async def list_mine(self, actor: str) -> list[dict[str, Any]]:
-        async with self._db.sessions() as session:
+        async with self._db.reader(actor) as session:
             rows = await repository.channels_of_with_counts(session, actor)
         channels = []
         for channel, member, unread, mentions in rows:
@@ -60,23 +62,30 @@ class ChannelService:
         return channels
 
     async def list_public(self, limit: int = 500) -> list[dict[str, Any]]:
-        async with self._db.sessions() as session:
+        async with self._db.reader() as session:  # the request's user
             return [channel_dict(c) for c in await repository.list_public_channels(session, limit)]
 
+    @confirm_on_primary(NotFound)
     async def members(self, actor: str, channel_id: str) -> list[dict[str, Any]]:
-        async with self._db.sessions() as session:
+        async with self._db.reader(actor) as session:
             channel = await repository.get_channel(session, channel_id)
             member = await repository.get_member(session, channel_id, actor) if channel else None
             permissions.ensure_visible(channel, member)
             return [member_dict(m) for m in await repository.list_members(session, channel_id)]
 
     async def member_channel_ids(self, user_id: str) -> list[str]:
-        async with self._db.sessions() as session:
-            return await repository.channel_ids_of(session, user_id)
+        async def load() -> list[str]:
+            async with self._db.sessions() as session:
+                return await repository.channel_ids_of(session, user_id)
+
+        return await self._ledger.cache.channel_ids_of(user_id, load)
 
     async def is_member(self, channel_id: str, user_id: str) -> bool:
-        async with self._db.sessions() as session:
-            return await repository.get_member(session, channel_id, user_id) is not None
+        async def load() -> bool:
+            async with self._db.sessions() as session:
+                return await repository.get_member(session, channel_id, user_id) is not None
+
+        return await self._ledger.cache.is_member(channel_id, user_id, load)
 
     # Creating
 
@@ -137,6 +146,7 @@ class ChannelService:
                     created_at=channel.created_at,
                 ),
             )
+        await self._ledger.cache.members_changed(channel.id, member_ids)
         for user_id in member_ids:
             await self._tell_user(user_id, {"type": "channel.added", "channel": data, "seq": 1})
 

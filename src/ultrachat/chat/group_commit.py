@@ -9,7 +9,8 @@ committer per process writes whatever has queued as one batch:
    also within the batch), thread roots — one query each, not one per message;
 3. give the accepted sends of each channel consecutive seqs after its ``last_seq``;
 4. insert messages, idempotency keys, mentions and events as multi-row inserts; commit;
-5. only then answer each sender (the ack means committed) and publish the events.
+5. invalidate the cached newest pages of those channels (chat/caching.py);
+6. only then answer each sender (the ack means committed) and publish the events.
 
 While one batch commits, the next one queues, so batches grow with load by themselves and a
 quiet server still commits each message at once. A send that fails its checks fails alone;
@@ -138,6 +139,8 @@ class GroupCommitter:
                         )
                     )
             return
+        # The newest pages of these channels are stale: forget them before any ack.
+        await self._ledger.cache.messages_created(c.channel_id for c in committed)
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue  # the sender went away; the message is stored all the same
@@ -156,6 +159,9 @@ class GroupCommitter:
         accepted: dict[str, list[int]] = defaultdict(list)
         async with self._db.transaction() as session:
             channels = await repository.lock_channels(session, [p.channel_id for p in batch])
+            # Read inside the transaction, under the channel locks, not from the cache: a
+            # removal commits under the same lock, so no send can land after it. One query per
+            # batch, so the cache would save little here.
             members = await repository.memberships(
                 session,
                 [(p.channel_id, user) for p in batch for user in (p.actor, *p.mentioned)],

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ultrachat.bus import Bus
 from ultrachat.chat import repository
+from ultrachat.chat.caching import ChatCache
 from ultrachat.chat.events import channel_topic, event_frame, wrap
 from ultrachat.chat.models import ChannelEvent
 from ultrachat.errors import NotFound
@@ -56,12 +57,15 @@ Write = Callable[[AsyncSession, int, datetime], Awaitable[Change]]
 
 
 class ChannelLedger:
-    def __init__(self, db: Database, bus: Bus) -> None:
+    def __init__(self, db: Database, bus: Bus, cache: ChatCache | None = None) -> None:
         self._db = db
         self._bus = bus
+        # The services' read cache; every committed change invalidates through it.
+        self.cache = cache or ChatCache(None)
 
     async def commit(self, channel_id: str, actor_id: str, write: Write) -> Committed:
-        """Run ``write`` under the channel's next seq and record its event; then publish."""
+        """Run ``write`` under the channel's next seq and record its event; invalidate what
+        it changed in the cache, on every node; then publish."""
         now = datetime.now(UTC)
         async with self._db.transaction() as session:
             seq = await repository.next_seq(session, channel_id)
@@ -83,6 +87,8 @@ class ChannelLedger:
             )
         committed = Committed(channel_id, seq, change.kind, frame, change.data)
         EVENTS_COMMITTED.labels(change.kind).inc()
+        # Before the announce and the caller's answer: nobody hears of it from a stale cache.
+        await self.cache.changed(channel_id, change.kind, change.subject, change.data)
         await self.announce(committed, change.subject)
         return committed
 

@@ -18,6 +18,7 @@ from ultrachat.chat.presenter import message_dict
 from ultrachat.chat.schemas import ensure_storable
 from ultrachat.errors import Forbidden, InvalidInput, NotFound
 from ultrachat.storage import Database
+from ultrachat.storage.replicas import confirm_on_primary
 
 MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_.\-]{3,32})")
 EMOJI_RE = re.compile(r"^[^\s/\\?#%]{1,64}$")
@@ -57,11 +58,13 @@ class MessageService:
         outcome = await self._committer.submit(
             actor, channel_id, body, client_msg_id, thread_id, list(mentioned.values())
         )
+        await self._db.wrote(actor)  # committed by the group committer's task: read-your-writes
         if outcome.data is not None:
             return outcome.data, True
         assert outcome.original_id is not None
         return await self.get(actor, outcome.original_id), False
 
+    @confirm_on_primary(NotFound)  # a replica may not have a new channel or membership yet
     async def history(
         self,
         actor: str,
@@ -70,20 +73,31 @@ class MessageService:
         before_seq: int | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        async with self._db.sessions() as session:
-            await self._readable(session, channel_id, actor)
-            rows = await repository.message_page(
-                session, channel_id, after_seq, before_seq, min(limit, MAX_PAGE)
+        limit = min(limit, MAX_PAGE)
+        if after_seq is None and before_seq is None:
+            # The newest page, the one every client opens a channel with: cached.
+            await self._ensure_readable(channel_id, actor)
+            return await self._ledger.cache.history_head(
+                channel_id, limit, lambda size: self._newest_page(channel_id, size)
             )
+        async with self._db.reader(actor) as session:
+            await self._readable(session, channel_id, actor)
+            rows = await repository.message_page(session, channel_id, after_seq, before_seq, limit)
             return await _present(session, rows)
 
     async def get(self, actor: str, message_id: str) -> dict[str, Any]:
-        async with self._db.sessions() as session:
-            message = await self._visible_message(session, message_id, actor)
-            return (await _present(session, [message]))[0]
+        message = await self._ledger.cache.message(message_id, lambda: self._load(message_id))
+        if message is None:
+            raise NotFound("message not found")
+        try:
+            await self._ensure_readable(message["channel_id"], actor)
+        except NotFound:
+            raise NotFound("message not found") from None
+        return message
 
+    @confirm_on_primary(NotFound)
     async def thread(self, actor: str, message_id: str) -> list[dict[str, Any]]:
-        async with self._db.sessions() as session:
+        async with self._db.reader(actor) as session:
             message = await self._visible_message(session, message_id, actor)
             root_id = message.thread_id or message.id
             root = (
@@ -172,8 +186,9 @@ class MessageService:
         with contextlib.suppress(NoChange):
             await self._ledger.commit(channel_id, actor, write)
 
+    @confirm_on_primary(NotFound)
     async def pins(self, actor: str, channel_id: str) -> list[dict[str, Any]]:
-        async with self._db.sessions() as session:
+        async with self._db.reader(actor) as session:
             await self._readable(session, channel_id, actor)
             rows = [
                 message
@@ -183,6 +198,28 @@ class MessageService:
             return await _present(session, rows)
 
     # Internals
+
+    async def _ensure_readable(self, channel_id: str, actor: str) -> None:
+        """``_readable`` with the membership from the cache: a member reads without a query."""
+
+        async def load() -> bool:
+            async with self._db.sessions() as session:
+                return await repository.get_member(session, channel_id, actor) is not None
+
+        if await self._ledger.cache.is_member(channel_id, actor, load):
+            return  # channels are never deleted, so a member's channel exists
+        async with self._db.sessions() as session:
+            permissions.ensure_visible(await repository.get_channel(session, channel_id), None)
+
+    async def _newest_page(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
+        async with self._db.sessions() as session:
+            rows = await repository.message_page(session, channel_id, None, None, limit)
+            return await _present(session, rows)
+
+    async def _load(self, message_id: str) -> dict[str, Any] | None:
+        async with self._db.sessions() as session:
+            message = await repository.get_message(session, message_id)
+            return None if message is None else (await _present(session, [message]))[0]
 
     async def _readable(self, session: AsyncSession, channel_id: str, actor: str) -> None:
         channel = await repository.get_channel(session, channel_id)

@@ -7,11 +7,14 @@ documents each field; keep the two in step.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ultrachat.cache.config import CacheConfig, build_config
 
 
 class SettingsError(Exception):
@@ -32,10 +35,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = ""
     database_pool_size: int = Field(10, ge=1)
+    # Read replicas (docs/database.md): comma-separated postgresql+asyncpg:// URLs
+    database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    replica_max_lag_seconds: float = Field(5.0, gt=0)
     redis_url: str = ""
     redis_key_prefix: str = "uc:"
     redis_pool_size: int = Field(50, ge=2)
     pool_timeout_seconds: float = Field(5.0, gt=0)
+    # PostgreSQL partitions older than this many months are dropped hourly; 0 keeps them all.
+    retention_months: int = Field(0, ge=0)
 
     # Tokens and sessions (the plan's AuthConfig)
     jwt_issuer: str = "ultrachat"
@@ -60,6 +68,13 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(65_536, ge=1024)
     presence_ttl_seconds: float = Field(60.0, ge=3)
 
+    # The two-tier cache (the plan's CacheConfig; docs/cache.md)
+    cache_enabled: bool = True
+    cache_ttl_seconds: float = Field(3600.0, gt=0)
+    cache_max_entries: int = Field(1_000_000, ge=0)
+    cache_resources: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(default_factory=dict)
+    cache_invalidation_timeout_seconds: float = Field(1.0, gt=0)
+
     # Argon2id cost (OWASP: m=19 MiB, t=2, p=1)
     argon2_memory_kib: int = Field(19_456, ge=8)
     argon2_time_cost: int = Field(2, ge=1)
@@ -72,11 +87,47 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("cache_resources", mode="before")
+    @classmethod
+    def _parse_cache_resources(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of resource name to settings") from None
+        return value
+
+    @field_validator("cache_resources")
+    @classmethod
+    def _check_cache_resources(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        build_config(overrides=value)  # raises ValueError naming the problem
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _split_replica_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _check_replica_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for url in value:
+            if not url.startswith("postgresql+asyncpg://"):
+                raise ValueError("each URL must start with postgresql+asyncpg://")
+        primary = info.data.get("database_url")
+        if value and primary is not None and not primary.startswith("postgresql"):
+            raise ValueError("replicas need a PostgreSQL ULTRACHAT_DATABASE_URL")
         return value
 
     @field_validator("redis_url")
@@ -92,6 +143,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'ultrachat.db'}"
+
+    @property
+    def cache_config(self) -> CacheConfig:
+        return build_config(self.cache_ttl_seconds, self.cache_max_entries, self.cache_resources)
 
     @property
     def is_postgres(self) -> bool:

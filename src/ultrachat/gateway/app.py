@@ -15,6 +15,7 @@ from ultrachat.gateway.errors import install_error_handlers
 from ultrachat.gateway.middleware import EdgeMiddleware, EnvelopeCORSMiddleware
 from ultrachat.gateway.openapi import error_responses
 from ultrachat.gateway.runtime import Runtime
+from ultrachat.preferences.routes import router as preferences_router
 from ultrachat.realtime.endpoint import router as realtime_router
 from ultrachat.realtime.routes import router as presence_router
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth_router)
     app.include_router(chat_router)
+    app.include_router(preferences_router)
     app.include_router(realtime_router)
     app.include_router(presence_router)
     if settings.cors_origins:

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import TimeoutError as DatabasePoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
@@ -29,6 +30,10 @@ _CODES = {
 }
 
 
+# Seconds a client should wait after a 503 (pool exhausted, backend down, send not stored).
+RETRY_AFTER_SECONDS = 1
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -46,10 +51,42 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _redis_unavailable_errors() -> tuple[type[Exception], ...]:
+    """redis-py's errors for "no connection": its pool timed out, or Redis is unreachable."""
+    try:
+        from redis.exceptions import ConnectionError, TimeoutError
+    except ImportError:  # pragma: no cover (redis is a dependency; only its use is optional)
+        return ()
+    return (ConnectionError, TimeoutError)
+
+
+def unavailable_response(message: str) -> JSONResponse:
+    return error_response(503, "unavailable", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UltraChatError)
     async def domain_error(_: Request, exc: UltraChatError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+        headers = exc.headers
+        if exc.status_code == 503 and "Retry-After" not in headers:
+            headers = {**headers, "Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error_response(exc.status_code, exc.code, exc.message, headers)
+
+    # A bounded pool that stayed exhausted for the pool timeout: the server is busy, not
+    # broken. 503 + Retry-After tells clients and load balancers to back off and retry.
+    @app.exception_handler(DatabasePoolTimeout)
+    async def database_busy(_: Request, exc: DatabasePoolTimeout) -> JSONResponse:
+        log.warning("no database connection became free in time: %s", exc)
+        return unavailable_response(
+            "the server is busy (no database connection free); retry shortly"
+        )
+
+    async def redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unavailable: %s", exc)
+        return unavailable_response("the server is busy (Redis busy or unreachable); retry shortly")
+
+    for error in _redis_unavailable_errors():
+        app.add_exception_handler(error, redis_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

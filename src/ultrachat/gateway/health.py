@@ -35,8 +35,14 @@ async def readyz(request: Request) -> JSONResponse:
     if runtime.redis is not None:
         checks["redis"] = "ok" if await runtime.shared_state.ping() else "down"
     down = [name for name, value in checks.items() if value != "ok"]
+    if runtime.replicas is not None:
+        # Never a reason to be unready: without replicas, reads go to the primary.
+        checks["replicas"] = runtime.replicas.readiness()
     if not down:
-        return JSONResponse({"status": "ready", "checks": checks})
+        body: dict[str, Any] = {"status": "ready", "checks": checks}
+        if runtime.replicas is not None and checks["replicas"]["status"] != "ok":
+            body["degraded"] = ["replicas"]
+        return JSONResponse(body)
     # A 503 like any other: the error envelope, plus the checks for whoever probes.
     error = {
         "code": "unavailable",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,8 @@ from ultrachat.bus import Bus
 from ultrachat.bus.memory import MemoryBus
 from ultrachat.cache import Cache
 from ultrachat.cache.memory import MemoryCache
+from ultrachat.cache.tiered import TieredCache
+from ultrachat.chat.caching import ChatCache
 from ultrachat.chat.channels import ChannelService
 from ultrachat.chat.events import SESSIONS_REVOKED_TOPIC
 from ultrachat.chat.group_commit import GroupCommitter
@@ -29,6 +31,9 @@ from ultrachat.chat.ledger import ChannelLedger
 from ultrachat.chat.log import ChannelLog
 from ultrachat.chat.messages import MessageService
 from ultrachat.config import Settings
+from ultrachat.gateway.context import user_id_var
+from ultrachat.metrics.storage import POOLS
+from ultrachat.preferences.service import PreferencesService
 from ultrachat.ratelimit import RateLimiter
 from ultrachat.ratelimit.memory import MemoryRateLimiter
 from ultrachat.realtime.connection import CLOSE_SERVICE_RESTART
@@ -36,9 +41,19 @@ from ultrachat.realtime.hub import Hub
 from ultrachat.realtime.presence import MemoryPresence, PresenceStore, RedisPresence
 from ultrachat.realtime.presence_hub import PresenceHub
 from ultrachat.storage import Database
+from ultrachat.storage.maintenance import PartitionMaintenance
+from ultrachat.storage.pools import DatabasePool, ResourcePool
+from ultrachat.storage.replicas import (
+    CachePositionStore,
+    PositionStore,
+    RedisPositionStore,
+    ReplicaSet,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from ultrachat.cache.remote import RedisTier
 
 log = logging.getLogger(__name__)
 KEY_RELOAD_SECONDS = 60.0
@@ -54,20 +69,24 @@ class Runtime:
             settings.database_pool_size,
             settings.pool_timeout_seconds,
         )
+        self.pools: list[ResourcePool[Any]] = [DatabasePool("primary", self.db.engine)]
         self.redis: Redis | None = None
         self.shared_state: Cache
+        remote: RedisTier | None
         self.limiter: RateLimiter
         self.bus: Bus
         if settings.redis_url:
-            from redis.asyncio import BlockingConnectionPool, Redis
+            from redis.asyncio import Redis
 
             from ultrachat.bus.redis import RedisBus
             from ultrachat.cache.redis import RedisCache
+            from ultrachat.cache.remote import RedisTier
             from ultrachat.ratelimit.redis import RedisRateLimiter
+            from ultrachat.storage.redis_pool import RedisPool, WaitCountingBlockingPool
 
             # A bounded pool that waits (up to the pool timeout) for a free connection, rather
             # than failing at once as the default pool does when it is exhausted.
-            pool = BlockingConnectionPool.from_url(
+            pool = WaitCountingBlockingPool.from_url(
                 settings.redis_url,
                 max_connections=settings.redis_pool_size,
                 timeout=settings.pool_timeout_seconds,
@@ -75,14 +94,46 @@ class Runtime:
                 socket_timeout=5,
             )
             self.redis = Redis.from_pool(pool)  # from_pool: closing the client closes the pool
+            self.pools.append(RedisPool("redis", pool))
             self.shared_state = RedisCache(self.redis, settings.redis_key_prefix)
             self.limiter = RedisRateLimiter(self.redis, settings.redis_key_prefix)
             self.bus = RedisBus(self.redis, settings.redis_key_prefix)
+            remote = RedisTier(self.redis, settings.redis_key_prefix, settings.cache_config)
         else:
             # Unbounded on purpose: evicting a revocation would resurrect a session.
             self.shared_state = MemoryCache(max_entries=10**9)
             self.limiter = MemoryRateLimiter()
             self.bus = MemoryBus()
+            remote = None
+        # The two-tier read cache (docs/cache.md); revocations stay in shared_state, unbounded.
+        self.cache = TieredCache(
+            settings.cache_config,
+            self.bus,
+            remote,
+            invalidation_timeout=settings.cache_invalidation_timeout_seconds,
+            enabled=settings.cache_enabled,
+        )
+        # Read replicas (docs/database.md): Database.reader routes to them, writes stay here.
+        self.replicas: ReplicaSet | None = None
+        if settings.database_replica_urls:
+            positions: PositionStore = (
+                RedisPositionStore(self.redis, settings.redis_key_prefix)
+                if self.redis is not None
+                else CachePositionStore(self.shared_state)
+            )
+            self.replicas = ReplicaSet(
+                self.db,
+                settings.database_replica_urls,
+                max_lag_seconds=settings.replica_max_lag_seconds,
+                store=positions,
+                current_user=user_id_var.get,
+                pool_size=settings.database_pool_size,
+                pool_timeout=settings.pool_timeout_seconds,
+            )
+            self.db.attach_replicas(self.replicas)  # db.close() closes them
+            self.pools += [
+                DatabasePool(f"replica-{r.name}", r.engine) for r in self.replicas.members
+            ]
         token_horizon = timedelta(
             seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
         )
@@ -92,17 +143,19 @@ class Runtime:
         )
         self.revocations = RevocationList(self.shared_state, self.db, token_horizon)
         self.auth = AuthService(
-            settings, self.db, self.keys, self.hasher, self.revocations, self.limiter
+            settings, self.db, self.keys, self.hasher, self.revocations, self.limiter, self.cache
         )
         self.users = UserDirectory(self.db)
-        self.ledger = ChannelLedger(self.db, self.bus)
+        self.ledger = ChannelLedger(self.db, self.bus, ChatCache(self.cache))
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
         # SQLite has one writer: a second transaction in flight would only wait for the lock.
         self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
+        self.preferences = PreferencesService(self.db, self.cache)
         self.hub = Hub(self.bus, ChannelLog(self.db), settings.ws_max_behind)
         self.presence = PresenceHub(self.bus, self._presence_store(), settings.presence_ttl_seconds)
         self.auth.on_sessions_revoked(self._announce_revocation)
+        self.maintenance = PartitionMaintenance(self.db.url, settings.retention_months)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _presence_store(self) -> PresenceStore:
@@ -125,16 +178,24 @@ class Runtime:
 
     async def start(self) -> None:
         await self.keys.ensure_initialized()
+        if self.replicas is not None:
+            await self.replicas.start()
         await self.bus.start()
+        await self.cache.start()
         await self.hub.start()
         await self.presence.start()
         await self.committer.start()
         self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
+        await self.maintenance.start()
+        POOLS.track(*self.pools)
 
     async def stop(self) -> None:
+        POOLS.untrack(*self.pools)
+        await self.maintenance.stop()
         await self.hub.stop(CLOSE_SERVICE_RESTART, "server restarting; reconnect and resume")
         await self.committer.stop()
         await self.presence.stop()
+        await self.cache.stop()
         await self.bus.close()
         for task in self._tasks:
             task.cancel()

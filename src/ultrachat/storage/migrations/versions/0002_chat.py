@@ -23,8 +23,8 @@ Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def _messages_postgres() -> None:
     # Unique keys on a partitioned table must include the partition key (created_at).
-    # (channel_id, seq) is still unique: seqs come from the locked channel row, and
-    # channel_events' primary key (channel_id, seq) enforces it globally.
+    # (channel_id, seq) is still unique: seqs come from the locked channel row. (Until 0003
+    # partitioned it too, channel_events' primary key (channel_id, seq) also enforced it.)
     op.execute(
         """
         CREATE TABLE messages (

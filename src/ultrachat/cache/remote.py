@@ -1,0 +1,103 @@
+"""L2: the tier every node shares, in Redis, under the deployment's key prefix.
+
+Each entry ``<prefix>l2:<resource>:<key>`` has a companion version counter
+``<prefix>l2v:<resource>:<key>``. A reader that misses fetches the version along with the
+(absent) value in the same MGET; after loading from the database it stores the value only if
+the version is still the same (one Lua script). An invalidation bumps the version and deletes
+the value, atomically. So a load that read the database before a write committed can never
+store its stale value after that write's invalidation: the version moved.
+
+Expiry: ``time`` and ``both`` resources expire after their TTL here too. ``size`` resources
+expire after the global TTL in L2 (a backstop: Redis cannot bound a resource's key count
+cheaply; its own ``maxmemory`` policy bounds the whole of L2). docs/cache.md has the details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from ultrachat.cache.config import CacheConfig
+
+# A version only has to outlive the loads that read it (milliseconds); ten minutes is ample.
+VERSION_TTL_MS = 600_000
+
+_SET_IF_UNCHANGED = """
+local ttl = ARGV[1]
+local stored = 0
+for i = 1, #KEYS, 2 do
+  local expected = ARGV[i + 1]
+  local current = redis.call('GET', KEYS[i + 1]) or ''
+  if current == expected then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'PX', ttl)
+    stored = stored + 1
+  end
+end
+return stored
+"""
+
+_INVALIDATE = """
+for i = 1, #KEYS, 2 do
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  redis.call('DEL', KEYS[i])
+end
+return #KEYS / 2
+"""
+
+Version = bytes
+"""An opaque version token read with a miss, handed back to ``set_many``."""
+
+
+class RedisTier:
+    def __init__(self, client: Redis, prefix: str, config: CacheConfig) -> None:
+        self._client = client
+        self._values = prefix + "l2:"
+        self._versions = prefix + "l2v:"
+        self._config = config
+        self._set_script = client.register_script(_SET_IF_UNCHANGED)
+        self._invalidate_script = client.register_script(_INVALIDATE)
+
+    def _keys(self, resource: str, key: str) -> tuple[str, str]:
+        suffix = f"{resource}:{key}"
+        return self._values + suffix, self._versions + suffix
+
+    async def get_many(
+        self, resource: str, keys: Sequence[str]
+    ) -> list[tuple[bytes | None, Version]]:
+        """(encoded value or None, version) for each key, in one round trip."""
+        if not keys:
+            return []
+        names: list[str] = []
+        for key in keys:
+            names.extend(self._keys(resource, key))
+        found = await self._client.mget(names)
+        return [(_bytes(found[i]), _bytes(found[i + 1]) or b"") for i in range(0, len(found), 2)]
+
+    async def set_many(self, resource: str, items: Sequence[tuple[str, bytes, Version]]) -> int:
+        """Store each (key, encoded value) whose version is still the one read; how many."""
+        if not items:
+            return 0
+        config = self._config.resource(resource)
+        ttl = config.ttl if config.expires else self._config.global_ttl
+        keys: list[str] = []
+        args: list[bytes | int] = [max(1, int(ttl * 1000))]
+        for key, value, version in items:
+            keys.extend(self._keys(resource, key))
+            args.extend((version, value))
+        return int(await self._set_script(keys=keys, args=args))
+
+    async def invalidate(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Delete each (resource, key) and bump its version, atomically."""
+        if not pairs:
+            return
+        keys: list[str] = []
+        for resource, key in pairs:
+            keys.extend(self._keys(resource, key))
+        await self._invalidate_script(keys=keys, args=[VERSION_TTL_MS])
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    # The client is made without decode_responses, so str never arrives; this satisfies typing.
+    return value.encode() if isinstance(value, str) else value

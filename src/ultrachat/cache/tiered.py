@@ -1,0 +1,387 @@
+"""The two-tier cache: L1 in every process, L2 in Redis (when configured), the database last.
+
+Reads (``get``, ``get_many``): L1, then L2, then the caller's loader; what was loaded is
+stored in both tiers. Concurrent ``get``s of one key on one node share one load
+(single flight), so a stampede on a hot key reaches the database once per node.
+
+Writes call ``invalidate`` after their transaction committed and before they answer:
+
+1. L2: the keys are deleted and their versions bumped (remote.py), so no load that began
+   before the write can put its stale value back;
+2. L1 here: the keys are dropped, and loads already under way for them may no longer
+   store what they read (a per-key invalidation epoch, below);
+3. every other node: an invalidation on the bus; each node drops the keys from its L1 the
+   same way and acknowledges. With ``wait=True`` the writer waits for as many
+   acknowledgements as the bus reported receivers, up to ``invalidation_timeout``.
+
+A node whose bus is down cannot hear invalidations, so it stops using its L1 until the bus
+is back, and then empties it before using it again. docs/cache.md states the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from redis.exceptions import RedisError
+
+from ultrachat.bus import Bus
+from ultrachat.cache.config import CacheConfig
+from ultrachat.cache.local import MISSING, LocalTier
+from ultrachat.cache.remote import RedisTier, Version
+from ultrachat.metrics.cache import (
+    CACHE_ENTRIES,
+    CACHE_ERRORS,
+    CACHE_INVALIDATION_TIMEOUTS,
+    CACHE_INVALIDATIONS,
+    CACHE_L1_FLUSHES,
+    CACHE_REQUESTS,
+    CACHE_TIER_HITS,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+INVALIDATE_TOPIC = "cache.invalidate"
+# Invalidations remembered per node to tell a load whether its key changed meanwhile. A load
+# older than the oldest one forgotten does not store its value (it is still returned).
+MAX_RECENT_INVALIDATIONS = 100_000
+_L2_ERRORS = (RedisError, OSError, orjson.JSONDecodeError)
+
+
+def ack_topic(node_id: str) -> str:
+    return f"cache.ack:{node_id}"
+
+
+Key = tuple[str, str]
+"""(resource, key)"""
+
+
+@dataclass(slots=True)
+class _Acks:
+    received: int = 0
+    expected: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def check(self) -> None:
+        if self.expected is not None and self.received >= self.expected:
+            self.done.set()
+
+
+class TieredCache:
+    def __init__(
+        self,
+        config: CacheConfig,
+        bus: Bus,
+        remote: RedisTier | None = None,
+        *,
+        invalidation_timeout: float = 1.0,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.local = LocalTier(config, clock)
+        self.remote = remote
+        self.enabled = enabled
+        self.node_id = secrets.token_hex(8)
+        self._bus = bus
+        self._timeout = invalidation_timeout
+        self._flights: dict[Key, asyncio.Task[Any]] = {}
+        self._epoch = 0
+        self._floor = 0
+        self._recent: OrderedDict[Key, int] = OrderedDict()
+        self._ids = itertools.count(1)
+        self._acks: dict[int, _Acks] = {}
+        self._suspect = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        for resource in config.resources:
+            for result in ("hit", "miss"):
+                CACHE_REQUESTS.labels(resource, result)
+            CACHE_ENTRIES.labels(resource).set_function(self._sizer(resource))
+
+    def _sizer(self, resource: str) -> Callable[[], float]:
+        return lambda: float(self.local.size_of(resource))
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        await self._bus.subscribe(INVALIDATE_TOPIC, self._on_invalidate)
+        await self._bus.subscribe(ack_topic(self.node_id), self._on_ack)
+        self._bus.on_reconnect(self._after_bus_outage)
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            with contextlib.suppress(Exception):
+                await self._bus.unsubscribe(INVALIDATE_TOPIC)
+                await self._bus.unsubscribe(ack_topic(self.node_id))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # Reading
+
+    async def get(
+        self,
+        resource: str,
+        key: str,
+        load: Callable[[], Awaitable[T]],
+        accept: Callable[[T], bool] | None = None,
+    ) -> T:
+        """The cached value, or ``load()``'s (stored on the way). ``accept`` may refuse a
+        cached value (e.g. a page too short), which then counts as a miss."""
+        if not self.enabled:
+            CACHE_REQUESTS.labels(resource, "miss").inc()
+            return await load()
+        use_l1 = self._l1_usable()
+        if use_l1:
+            value = self.local.get(resource, key)
+            if value is not MISSING and (accept is None or accept(value)):
+                self._hit(resource, "l1")
+                return value  # type: ignore[no-any-return]
+        flight = self._flights.get((resource, key))
+        if flight is not None:
+            value = await asyncio.shield(flight)
+            if accept is None or accept(value):
+                self._hit(resource, "flight")
+                return value  # type: ignore[no-any-return]
+            return await self._fill(resource, key, load, accept)
+        task: asyncio.Task[T] = asyncio.create_task(self._fill(resource, key, load, accept))
+        self._flights[(resource, key)] = task
+        task.add_done_callback(lambda done: self._landed(resource, key, done))
+        return await asyncio.shield(task)
+
+    async def get_many(
+        self,
+        resource: str,
+        keys: Iterable[str],
+        load_many: Callable[[list[str]], Awaitable[Mapping[str, T]]],
+    ) -> dict[str, T]:
+        """Values for ``keys``: what the tiers hold, the rest from one ``load_many(missing)``
+        call, which must return a value for every key it is given. No single flight: meant
+        for callers that are one task per node already (the group committer)."""
+        wanted = list(dict.fromkeys(keys))
+        if not self.enabled:
+            CACHE_REQUESTS.labels(resource, "miss").inc(len(wanted))
+            return dict(await load_many(wanted)) if wanted else {}
+        found: dict[str, T] = {}
+        missing: list[str] = []
+        if self._l1_usable():
+            for key in wanted:
+                value = self.local.get(resource, key)
+                if value is MISSING:
+                    missing.append(key)
+                else:
+                    found[key] = value
+                    self._hit(resource, "l1")
+        else:
+            missing = wanted
+        if not missing:
+            return found
+        start = self._epoch
+        versions: dict[str, Version] = {}
+        if self.remote is not None:
+            try:
+                stored = await self.remote.get_many(resource, missing)
+                still: list[str] = []
+                for key, (raw, version) in zip(missing, stored, strict=True):
+                    if raw is None:
+                        versions[key] = version
+                        still.append(key)
+                    else:
+                        found[key] = orjson.loads(raw)
+                        self._hit(resource, "l2")
+                        self._store_l1(resource, key, found[key], start)
+                missing = still
+            except _L2_ERRORS:
+                CACHE_ERRORS.labels("l2_get").inc()
+                versions = {}
+        if missing:
+            CACHE_REQUESTS.labels(resource, "miss").inc(len(missing))
+            loaded = await load_many(missing)
+            for key in missing:
+                found[key] = loaded[key]
+            await self._store_l2(
+                resource, [(k, found[k], versions[k]) for k in missing if k in versions]
+            )
+            for key in missing:
+                self._store_l1(resource, key, found[key], start)
+        return found
+
+    # Writing
+
+    async def invalidate(self, keys: Iterable[Key], *, wait: bool = True) -> None:
+        """Drop ``keys`` from L2, this node's L1 and every other node's L1 (see the module
+        docstring). Never raises: the write it follows is committed already."""
+        pairs = [k for k in dict.fromkeys(keys) if k[0] in self.config.resources]
+        if not pairs or not self.enabled:
+            return
+        for resource, _ in pairs:
+            CACHE_INVALIDATIONS.labels(resource).inc()
+        if self.remote is not None:
+            try:
+                await self.remote.invalidate(pairs)
+            except _L2_ERRORS:
+                # L2 keeps a stale value until its TTL; logged loudly, counted.
+                CACHE_ERRORS.labels("l2_invalidate").inc()
+                log.error("cache: L2 invalidation of %d keys failed", len(pairs), exc_info=True)
+        self._forget(pairs)
+        invalidation_id = next(self._ids)
+        acks = _Acks() if wait else None
+        if acks is not None:
+            self._acks[invalidation_id] = acks
+        payload = orjson.dumps({"n": self.node_id, "i": invalidation_id, "w": wait, "k": pairs})
+        try:
+            receivers = await self._bus.publish_counted(INVALIDATE_TOPIC, payload)
+            if acks is None:
+                return
+            acks.expected = max(0, receivers - (1 if self._started else 0))
+            acks.check()
+            try:
+                await asyncio.wait_for(acks.done.wait(), self._timeout)
+            except TimeoutError:
+                CACHE_INVALIDATION_TIMEOUTS.inc()
+                log.warning(
+                    "cache: %d of %s nodes acknowledged an invalidation within %.1fs",
+                    acks.received,
+                    acks.expected,
+                    self._timeout,
+                )
+        except Exception:
+            # The bus is down: other nodes are not using their L1 and empty it on reconnect.
+            CACHE_ERRORS.labels("publish").inc()
+            log.warning("cache: invalidation publish failed", exc_info=True)
+        finally:
+            self._acks.pop(invalidation_id, None)
+
+    def flush_l1(self) -> None:
+        """Empty L1; loads under way no longer store what they read."""
+        self.local.clear()
+        self._flights.clear()
+        self._epoch += 1
+        self._floor = self._epoch
+        self._recent.clear()
+        CACHE_L1_FLUSHES.inc()
+
+    # Internals
+
+    async def _fill(
+        self,
+        resource: str,
+        key: str,
+        load: Callable[[], Awaitable[T]],
+        accept: Callable[[T], bool] | None,
+    ) -> T:
+        start = self._epoch
+        version: Version | None = None
+        if self.remote is not None:
+            try:
+                [(raw, version)] = await self.remote.get_many(resource, [key])
+                if raw is not None:
+                    value: T = orjson.loads(raw)
+                    if accept is None or accept(value):
+                        self._hit(resource, "l2")
+                        self._store_l1(resource, key, value, start)
+                        return value
+            except _L2_ERRORS:
+                CACHE_ERRORS.labels("l2_get").inc()
+                version = None
+        CACHE_REQUESTS.labels(resource, "miss").inc()
+        value = await load()
+        if version is not None:
+            await self._store_l2(resource, [(key, value, version)])
+        self._store_l1(resource, key, value, start)
+        return value
+
+    def _landed(self, resource: str, key: str, task: asyncio.Task[Any]) -> None:
+        if self._flights.get((resource, key)) is task:
+            del self._flights[(resource, key)]
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers that awaited it have it
+
+    async def _store_l2(self, resource: str, items: Sequence[tuple[str, Any, Version]]) -> None:
+        if self.remote is None or not items:
+            return
+        try:
+            await self.remote.set_many(
+                resource, [(key, orjson.dumps(value), version) for key, value, version in items]
+            )
+        except (*_L2_ERRORS, TypeError):
+            CACHE_ERRORS.labels("l2_set").inc()
+
+    def _store_l1(self, resource: str, key: str, value: Any, start: int) -> None:
+        """Keep a value loaded by a lookup that began at epoch ``start``, unless the key was
+        invalidated since (or the node can no longer tell, or cannot hear invalidations)."""
+        if start < self._floor or not self._l1_usable():
+            return
+        changed = self._recent.get((resource, key))
+        if changed is not None and changed > start:
+            return
+        self.local.set(resource, key, value)
+
+    def _forget(self, pairs: Iterable[Key]) -> None:
+        for pair in pairs:
+            self.local.delete(*pair)
+            self._flights.pop(pair, None)  # later lookups start a load of their own
+            self._epoch += 1
+            self._recent[pair] = self._epoch
+            self._recent.move_to_end(pair)
+        while len(self._recent) > MAX_RECENT_INVALIDATIONS:
+            _, epoch = self._recent.popitem(last=False)
+            self._floor = max(self._floor, epoch)
+
+    def _l1_usable(self) -> bool:
+        if not self._bus.healthy:
+            self._suspect = True  # invalidations may be passing us by
+            return False
+        if self._suspect:
+            self._suspect = False
+            self.flush_l1()
+        return True
+
+    def _hit(self, resource: str, tier: str) -> None:
+        CACHE_REQUESTS.labels(resource, "hit").inc()
+        CACHE_TIER_HITS.labels(resource, tier).inc()
+
+    # Bus handlers (synchronous: they run on the bus reader)
+
+    def _on_invalidate(self, topic: str, payload: bytes) -> None:
+        message = orjson.loads(payload)
+        origin = message["n"]
+        if origin == self.node_id:
+            return  # applied before it was published
+        self._forget((str(r), str(k)) for r, k in message["k"] if r in self.config.resources)
+        if message.get("w"):
+            self._spawn(self._acknowledge(origin, int(message["i"])))
+
+    async def _acknowledge(self, origin: str, invalidation_id: int) -> None:
+        try:
+            await self._bus.publish(ack_topic(origin), str(invalidation_id).encode())
+        except Exception:
+            CACHE_ERRORS.labels("ack").inc()
+
+    def _on_ack(self, topic: str, payload: bytes) -> None:
+        acks = self._acks.get(int(payload))
+        if acks is not None:
+            acks.received += 1
+            acks.check()
+
+    async def _after_bus_outage(self) -> None:
+        self._suspect = False
+        self.flush_l1()
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,167 @@
+"""Chat's hot reads through the two-tier cache, and what each committed change invalidates.
+
+Cached (resource → key → value):
+
+- ``channel-membership``: ``<channel>:<user>`` → whether the user is a member. Read on every
+  send (the group committer's check) and on history reads.
+- ``user-channels``: ``<user>`` → the ids of the user's channels. Read on every WebSocket
+  subscribe (hello).
+- ``channel-history-head``: ``<channel>`` → the newest page of the channel's history, as the
+  API shows it, with the page size it was loaded for.
+- ``chat-messages``: ``<message id>`` → one message as the API shows it.
+
+Every change reaches the cache through ``changed`` / ``members_changed`` /
+``messages_created``, called after the commit and before the change is acknowledged or
+announced, so no client can learn of a change before every node forgot what it changes.
+Without a cache (``ChatCache(None)``) every read goes to the loader.
+
+Loaders must read the primary (``Database.sessions``), never a replica: a fill that runs just
+after an invalidation must see the write behind it, or it would cache the old value again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from ultrachat.cache.config import (
+    CHANNEL_HISTORY_HEAD,
+    CHANNEL_MEMBERSHIP,
+    CHAT_MESSAGES,
+    USER_CHANNELS,
+)
+from ultrachat.cache.tiered import Key, TieredCache
+from ultrachat.storage.ids import is_id
+
+Pair = tuple[str, str]
+"""(channel_id, user_id)"""
+
+# Changes to a message as the API shows it; the key is data["id"] or data["message_id"].
+_MESSAGE_CHANGES = frozenset(
+    {
+        "message.updated",
+        "message.deleted",
+        "reaction.added",
+        "reaction.removed",
+        "message.pinned",
+        "message.unpinned",
+    }
+)
+_MEMBERSHIP_CHANGES = frozenset({"member.joined", "member.left"})
+
+
+class ChatCache:
+    def __init__(self, cache: TieredCache | None) -> None:
+        self._cache = cache
+
+    # Reading
+
+    async def memberships(
+        self, pairs: Iterable[Pair], load: Callable[[list[Pair]], Awaitable[set[Pair]]]
+    ) -> set[Pair]:
+        """Which of ``pairs`` are memberships; ``load`` answers for those not cached."""
+        wanted = [p for p in set(pairs) if is_id(p[0]) and is_id(p[1])]
+        if self._cache is None or not wanted:
+            return await load(wanted) if wanted else set()
+        by_key = {f"{c}:{u}": (c, u) for c, u in wanted}
+
+        async def load_many(keys: list[str]) -> dict[str, bool]:
+            members = await load([by_key[k] for k in keys])
+            return {k: by_key[k] in members for k in keys}
+
+        found = await self._cache.get_many(CHANNEL_MEMBERSHIP, by_key, load_many)
+        return {by_key[k] for k, member in found.items() if member}
+
+    async def is_member(
+        self, channel_id: str, user_id: str, load: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        if not (is_id(channel_id) and is_id(user_id)):
+            return False
+        if self._cache is None:
+            return await load()
+        return await self._cache.get(CHANNEL_MEMBERSHIP, f"{channel_id}:{user_id}", load)
+
+    async def channel_ids_of(
+        self, user_id: str, load: Callable[[], Awaitable[list[str]]]
+    ) -> list[str]:
+        if self._cache is None:
+            return await load()
+        return list(await self._cache.get(USER_CHANNELS, user_id, load))  # a copy to keep
+
+    async def history_head(
+        self,
+        channel_id: str,
+        limit: int,
+        load: Callable[[int], Awaitable[list[dict[str, Any]]]],
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` messages; a cached head loaded for a larger page (or holding
+        the whole channel) serves smaller ones too."""
+        if self._cache is None:
+            return await load(limit)
+
+        async def load_head() -> dict[str, Any]:
+            return {"limit": limit, "messages": await load(limit)}
+
+        def enough(head: dict[str, Any]) -> bool:
+            return bool(head["limit"] >= limit or len(head["messages"]) < head["limit"])
+
+        head = await self._cache.get(CHANNEL_HISTORY_HEAD, channel_id, load_head, enough)
+        messages: list[dict[str, Any]] = head["messages"]
+        return messages[-limit:]  # a new list; the dicts are shared and must not be changed
+
+    async def message(
+        self, message_id: str, load: Callable[[], Awaitable[dict[str, Any] | None]]
+    ) -> dict[str, Any] | None:
+        """One message as the API shows it, or None. Absent messages are not cached."""
+        if self._cache is None or not is_id(message_id):
+            return await load()
+
+        async def load_present() -> dict[str, Any]:
+            found = await load()
+            if found is None:
+                raise _Absent()
+            return found
+
+        try:
+            return await self._cache.get(CHAT_MESSAGES, message_id, load_present)
+        except _Absent:
+            return None
+
+    # Invalidating
+
+    async def changed(self, channel_id: str, kind: str, subject: str, data: dict[str, Any]) -> None:
+        """A change committed by the ledger: forget what it makes stale, on every node."""
+        keys: list[Key] = []
+        if kind in _MESSAGE_CHANGES:
+            keys.append((CHANNEL_HISTORY_HEAD, channel_id))
+            message_id = data.get("message_id") or data.get("id")
+            if isinstance(message_id, str):
+                keys.append((CHAT_MESSAGES, message_id))
+        elif kind in _MEMBERSHIP_CHANGES and subject:
+            keys.extend(_membership_keys(channel_id, [subject]))
+        if keys and self._cache is not None:
+            await self._cache.invalidate(keys)
+
+    async def members_changed(self, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Members added outside the ledger (a channel's creation)."""
+        if self._cache is not None and user_ids:
+            await self._cache.invalidate(_membership_keys(channel_id, user_ids))
+
+    async def messages_created(self, channel_ids: Iterable[str]) -> None:
+        """New messages make the history heads stale. Other nodes are told without waiting
+        for their acknowledgement (docs/cache.md: a bounded delay, for new messages only)."""
+        if self._cache is not None:
+            keys = [(CHANNEL_HISTORY_HEAD, c) for c in dict.fromkeys(channel_ids)]
+            await self._cache.invalidate(keys, wait=False)
+
+
+class _Absent(Exception):
+    """A message that does not exist: not cached, reported as None."""
+
+
+def _membership_keys(channel_id: str, user_ids: Iterable[str]) -> list[Key]:
+    keys: list[Key] = []
+    for user_id in user_ids:
+        keys.append((CHANNEL_MEMBERSHIP, f"{channel_id}:{user_id}"))
+        keys.append((USER_CHANNELS, user_id))
+    return keys
