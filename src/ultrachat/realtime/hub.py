@@ -141,6 +141,11 @@ class Hub:
         try:
             while True:
                 events = await self._log.after(channel_id, last, REPLAY_PAGE)
+                if last == after and _log_lost(events, after, feed.head):
+                    # Retention dropped what this client missed: it re-fetches over REST.
+                    connection.push(_reset_frame(channel_id, feed.head))
+                    feed.finish_sync(connection, feed.head)
+                    return
                 for event in events:
                     await connection.room()
                     if connection.id not in feed.syncing or connection.closing:
@@ -230,6 +235,13 @@ class Hub:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _log_lost(events: list[Envelope], after: int, head: int) -> bool:
+    """Whether the log no longer holds the events right after ``after`` (dropped by retention)."""
+    if events:
+        return events[0].seq != after + 1
+    return after < head
 
 
 def _reset_frame(channel_id: str, seq: int) -> str:
