@@ -405,3 +405,35 @@ def test_the_replica_set_is_named_by_position() -> None:
     assert [m["replica"] for m in body["members"]] == ["0", "1"]
     assert body["status"] == "degraded"  # never checked: not in rotation
     assert secret not in str(body)
+
+
+async def test_a_removed_member_reads_nothing_even_from_a_lagging_replica(
+    pair: tuple[PgServer, PgServer], tmp_path: Path
+) -> None:
+    primary, replica = pair
+    async with node(primary, replica, tmp_path, replica_max_lag_seconds=60) as (_, client, rt):
+        ann, bob = [await fresh(account(client)) for _ in range(2)]
+        response = await post(
+            client, ann, "/channels", {"kind": "private", "name": "secret", "member_ids": [bob.id]}
+        )
+        assert response.status_code == 201, response.text
+        channel_id = str(response.json()["id"])
+        await send(client, ann, channel_id, "for members")
+        await eventually(lambda: on_replica(rt, bob), "bob on the replica")
+        assert await bodies(client, bob, channel_id) == ["for members"]
+
+        async with replay_paused(primary, replica):
+            # The replica still lists Bob as a member; permission must not come from it.
+            removed = await fresh(
+                client.delete(f"{API}/channels/{channel_id}/members/{bob.id}", headers=ann.headers)
+            )
+            assert removed.status_code == 204, removed.text
+            assert await on_replica(rt, bob)
+            for path in (
+                f"/channels/{channel_id}/messages?after_seq=0",
+                f"/channels/{channel_id}/members",
+                f"/channels/{channel_id}",
+                f"/channels/{channel_id}/pins",
+            ):
+                denied = await get(client, bob, path)
+                assert denied.status_code == 404, (path, denied.text)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ultrachat.auth.directory import UserDirectory
 from ultrachat.bus import Bus
 from ultrachat.chat import permissions, repository
+from ultrachat.chat.access import ChannelAccess
 from ultrachat.chat.events import event_frame, user_topic, wrap
 from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Channel, ChannelEvent
@@ -32,11 +33,13 @@ class ChannelService:
         self._ledger = ledger
         self._bus = bus
         self._users = users
+        self._access = ChannelAccess(db, ledger.cache)
 
     # Reading
 
     @confirm_on_primary(NotFound)  # a replica may not have someone else's new channel yet
     async def get(self, actor: str, channel_id: str) -> dict[str, Any]:
+        await self._access.ensure_readable(channel_id, actor)  # fresh permission
         async with self._db.reader(actor) as session:
             channel = await repository.get_channel(session, channel_id)
             member = await repository.get_member(session, channel_id, actor) if channel else None
@@ -67,6 +70,7 @@ class ChannelService:
 
     @confirm_on_primary(NotFound)
     async def members(self, actor: str, channel_id: str) -> list[dict[str, Any]]:
+        await self._access.ensure_readable(channel_id, actor)  # fresh permission
         async with self._db.reader(actor) as session:
             channel = await repository.get_channel(session, channel_id)
             member = await repository.get_member(session, channel_id, actor) if channel else None

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ultrachat.auth.directory import UserDirectory
 from ultrachat.chat import permissions, repository
+from ultrachat.chat.access import ChannelAccess
 from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Message
@@ -41,6 +42,7 @@ class MessageService:
         self._ledger = ledger
         self._committer = committer
         self._users = users
+        self._access = ChannelAccess(db, ledger.cache)
 
     async def send(
         self,
@@ -80,8 +82,8 @@ class MessageService:
             return await self._ledger.cache.history_head(
                 channel_id, limit, lambda size: self._newest_page(channel_id, size)
             )
+        await self._ensure_readable(channel_id, actor)  # fresh permission, maybe stale data
         async with self._db.reader(actor) as session:
-            await self._readable(session, channel_id, actor)
             rows = await repository.message_page(session, channel_id, after_seq, before_seq, limit)
             return await _present(session, rows)
 
@@ -99,6 +101,10 @@ class MessageService:
     async def thread(self, actor: str, message_id: str) -> list[dict[str, Any]]:
         async with self._db.reader(actor) as session:
             message = await self._visible_message(session, message_id, actor)
+            try:
+                await self._ensure_readable(message.channel_id, actor)
+            except NotFound:
+                raise NotFound("message not found") from None
             root_id = message.thread_id or message.id
             root = (
                 message if root_id == message.id else await repository.get_message(session, root_id)
@@ -188,8 +194,8 @@ class MessageService:
 
     @confirm_on_primary(NotFound)
     async def pins(self, actor: str, channel_id: str) -> list[dict[str, Any]]:
+        await self._ensure_readable(channel_id, actor)
         async with self._db.reader(actor) as session:
-            await self._readable(session, channel_id, actor)
             rows = [
                 message
                 for message_id in await repository.pins_of(session, channel_id)
@@ -200,16 +206,7 @@ class MessageService:
     # Internals
 
     async def _ensure_readable(self, channel_id: str, actor: str) -> None:
-        """``_readable`` with the membership from the cache: a member reads without a query."""
-
-        async def load() -> bool:
-            async with self._db.sessions() as session:
-                return await repository.get_member(session, channel_id, actor) is not None
-
-        if await self._ledger.cache.is_member(channel_id, actor, load):
-            return  # channels are never deleted, so a member's channel exists
-        async with self._db.sessions() as session:
-            permissions.ensure_visible(await repository.get_channel(session, channel_id), None)
+        await self._access.ensure_readable(channel_id, actor)
 
     async def _newest_page(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
         async with self._db.sessions() as session:
