@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.auth.factories import PASSWORD, account, assert_error, unique_username
 from tests.support.backends import Backend
@@ -152,8 +153,23 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 async def test_readyz_reports_each_dependency(client: httpx.AsyncClient, backend: Backend) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    expected = {"database": "ok", "redis": "ok"} if backend.redis_url else {"database": "ok"}
+    expected = (
+        {"database": "ok", "redis": "ok", "bus": "ok"} if backend.redis_url else {"database": "ok"}
+    )
     assert response.json() == {"status": "ready", "checks": expected}
+
+
+async def test_readyz_is_503_while_the_bus_reconnects(
+    app: FastAPI, client: httpx.AsyncClient, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not backend.redis_url:
+        pytest.skip("the embedded bus is in process and never disconnects")
+    # The outage itself (a killed pub/sub connection) is exercised in tests/bus; here: that
+    # /readyz reports what the bus says about itself.
+    monkeypatch.setattr(type(app.state.runtime.bus), "healthy", property(lambda _: False))
+    response = await client.get("/readyz")
+    assert_error(response, 503, "unavailable")
+    assert response.json()["checks"]["bus"] == "down"
 
 
 @pytest.mark.parametrize("dependency", ["database", "redis"])

@@ -34,6 +34,9 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {"database": "ok" if await runtime.db.ping() else "down"}
     if runtime.redis is not None:
         checks["redis"] = "ok" if await runtime.shared_state.ping() else "down"
+        # The bus has its own connection; while it reconnects, live delivery waits (and
+        # is caught up from the log afterwards), so the node reports itself not ready.
+        checks["bus"] = "ok" if runtime.bus.healthy else "down"
     down = [name for name, value in checks.items() if value != "ok"]
     if runtime.replicas is not None:
         # Never a reason to be unready: without replicas, reads go to the primary.
