@@ -53,7 +53,7 @@ postgres)
     export ULTRACHAT_DATABASE_URL="${PG_ADMIN%/*}/$DB"
     ULTRACHAT_DATABASE_URL=${ULTRACHAT_DATABASE_URL/postgresql:/postgresql+asyncpg:}
     export ULTRACHAT_REDIS_URL=$REDIS
-    export ULTRACHAT_REDIS_KEY_PREFIX="ucbench:$$:"
+    export ULTRACHAT_REDIS_KEY_PREFIX="ucauthbench:$$:"
     psql -q "$PG_ADMIN" -c "CREATE DATABASE $DB" >/dev/null
     ;;
 *)
@@ -69,7 +69,7 @@ cleanup() {
     fi
     if [[ $BACKEND == postgres ]]; then
         psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $DB" >/dev/null || true
-        redis-cli -u "$REDIS" --scan --pattern "ucbench:$$:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
+        redis-cli -u "$REDIS" --scan --pattern "ucauthbench:$$:*" | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
     fi
     rm -rf "$WORK"
 }

@@ -244,8 +244,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if profiler is not None:
             profiler.wait(timeout=60)
     finally:
+        stopping = time.monotonic()
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutdown_s = time.monotonic() - stopping
 
     latencies = [lat for r in results for lat in r[1]]
     deliveries = sum(r[2] for r in results)
@@ -269,6 +275,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_s": round(cpu_used, 2),
         "server_cpu_us_per_delivery": round(cpu_used / max(deliveries, 1) * 1e6, 2),
         "elapsed_s": round(elapsed, 2),
+        "server_shutdown_s": round(shutdown_s, 2),
         "mean_ack_ms": round(statistics.fmean(acks), 2) if acks else None,
     }
     return report

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from ultrachat.auth import repository
 from ultrachat.cache import Cache
+from ultrachat.metrics import cache as cache_metrics
 from ultrachat.metrics.cache import CACHE_REQUESTS
 from ultrachat.storage import Database
 
@@ -43,10 +44,10 @@ class RevocationList:
     async def is_revoked(self, session_id: str) -> bool:
         entry, loaded = await self._store.get_many([_PREFIX + session_id, _SENTINEL])
         if loaded is None:
-            CACHE_REQUESTS.labels(RESOURCE, "miss").inc()
+            cache_metrics.requests(RESOURCE, "miss").inc()
             await self.reload()
             return await self._store.get(_PREFIX + session_id) is not None
-        CACHE_REQUESTS.labels(RESOURCE, "hit").inc()
+        cache_metrics.requests(RESOURCE, "hit").inc()
         return entry is not None
 
     async def reload(self) -> None:

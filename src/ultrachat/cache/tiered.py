@@ -38,6 +38,7 @@ from ultrachat.bus import Bus
 from ultrachat.cache.config import CacheConfig
 from ultrachat.cache.local import MISSING, LocalTier
 from ultrachat.cache.remote import RedisTier, Version
+from ultrachat.metrics import cache as cache_metrics
 from ultrachat.metrics.cache import (
     CACHE_ENTRIES,
     CACHE_ERRORS,
@@ -45,7 +46,6 @@ from ultrachat.metrics.cache import (
     CACHE_INVALIDATIONS,
     CACHE_L1_FLUSHES,
     CACHE_REQUESTS,
-    CACHE_TIER_HITS,
 )
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ class TieredCache:
         """The cached value, or ``load()``'s (stored on the way). ``accept`` may refuse a
         cached value (e.g. a page too short), which then counts as a miss."""
         if not self.enabled:
-            CACHE_REQUESTS.labels(resource, "miss").inc()
+            cache_metrics.requests(resource, "miss").inc()
             return await load()
         use_l1 = self._l1_usable()
         if use_l1:
@@ -173,7 +173,7 @@ class TieredCache:
         for callers that are one task per node already (the group committer)."""
         wanted = list(dict.fromkeys(keys))
         if not self.enabled:
-            CACHE_REQUESTS.labels(resource, "miss").inc(len(wanted))
+            cache_metrics.requests(resource, "miss").inc(len(wanted))
             return dict(await load_many(wanted)) if wanted else {}
         found: dict[str, T] = {}
         missing: list[str] = []
@@ -208,7 +208,7 @@ class TieredCache:
                 CACHE_ERRORS.labels("l2_get").inc()
                 versions = {}
         if missing:
-            CACHE_REQUESTS.labels(resource, "miss").inc(len(missing))
+            cache_metrics.requests(resource, "miss").inc(len(missing))
             loaded = await load_many(missing)
             for key in missing:
                 found[key] = loaded[key]
@@ -297,7 +297,7 @@ class TieredCache:
             except _L2_ERRORS:
                 CACHE_ERRORS.labels("l2_get").inc()
                 version = None
-        CACHE_REQUESTS.labels(resource, "miss").inc()
+        cache_metrics.requests(resource, "miss").inc()
         value = await load()
         if version is not None:
             await self._store_l2(resource, [(key, value, version)])
@@ -351,8 +351,8 @@ class TieredCache:
         return True
 
     def _hit(self, resource: str, tier: str) -> None:
-        CACHE_REQUESTS.labels(resource, "hit").inc()
-        CACHE_TIER_HITS.labels(resource, tier).inc()
+        cache_metrics.requests(resource, "hit").inc()
+        cache_metrics.tier_hits(resource, tier).inc()
 
     # Bus handlers (synchronous: they run on the bus reader)
 

@@ -12,6 +12,9 @@ is its hit rate.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge
 
 CACHE_REQUESTS = Counter(
@@ -45,3 +48,15 @@ CACHE_L1_FLUSHES = Counter(
     "ultrachat_cache_l1_flushes_total",
     "Times this process emptied its L1 after a bus outage (invalidations may have been lost).",
 )
+
+
+@functools.cache
+def requests(resource: str, result: str) -> Any:
+    """The bound hit/miss counter: ``labels()`` validates and locks on every call, which was
+    a measurable share of a cached request; the bound child is looked up once."""
+    return CACHE_REQUESTS.labels(resource, result)
+
+
+@functools.cache
+def tier_hits(resource: str, tier: str) -> Any:
+    return CACHE_TIER_HITS.labels(resource, tier)
