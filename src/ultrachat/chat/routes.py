@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
@@ -160,7 +161,7 @@ async def send_message(
     return JSONResponse(MessageOut(**message).model_dump(mode="json"), status_code=200)
 
 
-@router.get("/channels/{channel_id}/messages", responses=READ_ERRORS)
+@router.get("/channels/{channel_id}/messages", response_model=MessagePage, responses=READ_ERRORS)
 async def history(
     channel_id: ChannelId,
     claims: Claims,
@@ -168,9 +169,11 @@ async def history(
     after_seq: Annotated[int | None, Query(ge=0)] = None,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-) -> MessagePage:
+) -> Response:
     rows = await messages.history(claims.user_id, channel_id, after_seq, before_seq, limit)
-    return MessagePage.model_validate({"messages": rows})
+    # The hottest read: the rows are already the API's shape (presenter.message_dict), so
+    # they are encoded directly instead of being validated again, message by message.
+    return Response(orjson.dumps({"messages": rows}), media_type="application/json")
 
 
 @router.get("/channels/{channel_id}/pins", responses=READ_ERRORS)
