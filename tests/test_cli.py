@@ -85,3 +85,13 @@ def test_keys_rotate_jwt_on_the_default_database(tmp_path: Path) -> None:
     assert re.fullmatch(
         r"new signing key [0-9a-f-]{36}; nodes pick it up within a minute\n", result.stdout
     )
+
+
+def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", database_url="postgresql+asyncpg://u@127.0.0.1:1/none")
+    assert_one_line_failure(result, "cannot reach the database at postgresql+asyncpg://")
+
+
+def test_serve_refuses_a_database_without_schema_in_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve")
+    assert_one_line_failure(result, "run `ultrachat migrate` first")

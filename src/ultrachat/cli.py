@@ -78,6 +78,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         raise click.ClickException(
             "--workers > 1 needs ULTRACHAT_REDIS_URL: workers share state through Redis"
         )
+    _preflight(settings)
     uvicorn.run(
         "ultrachat.gateway.app:create_app",
         factory=True,
@@ -95,6 +96,30 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _preflight(settings: Settings) -> None:
+    """Refuse to start, in one line, on the two mistakes that would end in a traceback."""
+    from sqlalchemy.engine.url import make_url
+
+    from ultrachat.storage import Database
+    from ultrachat.storage.migrate import current_revision
+
+    async def check() -> str | None:
+        db = Database(settings.effective_database_url)
+        try:
+            if not await db.ping(within=5.0):
+                url = make_url(settings.effective_database_url)
+                return f"cannot reach the database at {url.render_as_string(hide_password=True)}"
+            if await current_revision(db) is None:
+                return "the database has no schema yet: run `ultrachat migrate` first"
+            return None
+        finally:
+            await db.close()
+
+    problem = asyncio.run(check())
+    if problem:
+        raise click.ClickException(problem)
 
 
 @main.group()

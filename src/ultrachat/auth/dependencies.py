@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ultrachat.auth.service import AuthService, ClientInfo
 from ultrachat.auth.tokens import AccessClaims
-from ultrachat.errors import Unauthorized
+from ultrachat.errors import Forbidden, Unauthorized
 from ultrachat.gateway.context import user_id_var
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
@@ -40,7 +40,14 @@ async def current_claims(
         raise Unauthorized(
             "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="ultrachat"'}
         )
-    claims = await service.authenticate(credentials.credentials)
+    try:
+        claims = await service.authenticate(credentials.credentials)
+    except Unauthorized as exc:
+        # RFC 6750: tell the client the token itself is the problem (refresh, or sign in).
+        exc.headers.setdefault(
+            "WWW-Authenticate", 'Bearer realm="ultrachat", error="invalid_token"'
+        )
+        raise
     user_id_var.set(claims.user_id)
     decision = await service.enforce_api_limit(claims.user_id)
     if decision is not None:
@@ -48,6 +55,18 @@ async def current_claims(
     return claims
 
 
+async def require_admin(
+    claims: Annotated[AccessClaims, Depends(current_claims)],
+    service: Annotated[AuthService, Depends(auth_service)],
+) -> AccessClaims:
+    """The caller's claims if the caller is an admin now (read from the database): else 403."""
+    user = await service.get_user(claims.user_id)
+    if user.role != "admin":
+        raise Forbidden("this needs the admin role")
+    return claims
+
+
 Claims = Annotated[AccessClaims, Depends(current_claims)]
+AdminClaims = Annotated[AccessClaims, Depends(require_admin)]
 Service = Annotated[AuthService, Depends(auth_service)]
 Client = Annotated[ClientInfo, Depends(client_info)]

@@ -6,8 +6,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-USERNAME_PATTERN = r"^[a-z0-9_.\-]{3,32}$"
-
 
 class StrictBody(BaseModel):
     """Request bodies refuse unknown fields and type coercion: typos fail loudly."""

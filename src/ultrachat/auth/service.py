@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from ultrachat.audit import AuditLog
 from ultrachat.auth import repository
 from ultrachat.auth.keys import KeyRing
 from ultrachat.auth.models import AuthSession, User
@@ -44,6 +45,14 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 _KNOWN_IP_WINDOW = timedelta(days=30)
 _BAD_CREDENTIALS = "invalid username or password"
 _BAD_REFRESH = "invalid or expired refresh token"
+
+_REVOKE_EVENTS = {
+    "logout": "auth.logout",
+    "logout_all": "auth.logout_all",
+    "revoked": "auth.session_revoked",
+    "password_change": "auth.sessions_revoked",
+    "refresh_reuse": "auth.refresh_reuse",
+}
 
 SessionsRevoked = Callable[[str, list[str]], Awaitable[None]]
 
@@ -96,8 +105,10 @@ class AuthService:
         revocations: RevocationList,
         limiter: RateLimiter,
         cache: TieredCache | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._settings = settings
+        self._audit = audit
         self._cache = cache
         self._db = db
         self._keys = keys
@@ -128,7 +139,9 @@ class AuthService:
     async def register(self, username: str, password: str, client: ClientInfo) -> User:
         await self._enforce("register-ip", f"register:ip:{client.ip}", self._auth_limit)
         if not USERNAME_RE.fullmatch(username):
-            raise InvalidInput("username must be 3-32 characters of a-z, 0-9, '_', '.' or '-'")
+            raise InvalidInput(
+                "username must be 3-32 characters of letters, digits, '_', '.' or '-'"
+            )
         problem = password_problem(password)
         if problem:
             raise InvalidInput(problem)
@@ -149,6 +162,9 @@ class AuthService:
         except IntegrityError:
             raise Conflict("username is already taken") from None
         AUTH_EVENTS.labels("register").inc()
+        await self._record(
+            "auth.register", user.id, user.id, client.ip, {"username": user.username}
+        )
         return user
 
     async def get_user(self, user_id: str) -> User:
@@ -198,6 +214,8 @@ class AuthService:
             )
         await self._after_revoke(user.id, revoked)
         AUTH_EVENTS.labels("password_change").inc()
+        await self._record("auth.password_changed", user.id, user.id)
+        await self._record_revoked("password_change", user.id, user.id, revoked)
 
     # Sign-in and tokens
 
@@ -223,11 +241,21 @@ class AuthService:
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if not ok or user is None:
             AUTH_EVENTS.labels("login_failed").inc()
+            await self._record(
+                "auth.login_failed",
+                "",
+                user.id if user else "",
+                client.ip,
+                {"username": username[:64], "known_user": user is not None},
+            )
             raise Unauthorized(_BAD_CREDENTIALS)
         if self._hasher.needs_rehash(user.password_hash):
             await self._rehash(user.id, password)
         tokens = await self._start_session(user.id, client)
         AUTH_EVENTS.labels("login_ok").inc()
+        await self._record(
+            "auth.login", user.id, user.id, client.ip, {"session_id": tokens.session_id}
+        )
         return tokens
 
     async def refresh(self, refresh_token: str, client: ClientInfo) -> IssuedTokens:
@@ -259,6 +287,7 @@ class AuthService:
         if reused_by is not None:
             await self._after_revoke(*reused_by)
             AUTH_EVENTS.labels("refresh_reuse").inc()
+            await self._record_revoked("refresh_reuse", "", reused_by[0], reused_by[1], client.ip)
             raise Unauthorized(_BAD_REFRESH)
         AUTH_EVENTS.labels("refresh_ok").inc()
         return self._tokens(auth_session.user_id, auth_session.id, refresh, now, expires_at)
@@ -290,6 +319,7 @@ class AuthService:
                 session, user_id, datetime.now(UTC), "logout_all"
             )
         await self._after_revoke(user_id, revoked)
+        await self._record_revoked("logout_all", user_id, user_id, revoked)
 
     async def revoke_session(self, user_id: str, session_id: str, reason: str = "revoked") -> None:
         if not is_id(session_id):
@@ -301,6 +331,7 @@ class AuthService:
         if not revoked:
             raise NotFound("session not found")
         await self._after_revoke(user_id, revoked)
+        await self._record_revoked(reason, user_id, user_id, revoked)
 
     # Internals
 
@@ -357,6 +388,36 @@ class AuthService:
         RATE_LIMITED.labels(name).inc()
         raise RateLimited("too many requests; retry later", headers=decision.headers())
 
+    async def _record(
+        self,
+        event: str,
+        actor_id: str | None,
+        user_id: str,
+        ip: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        if self._audit is not None:
+            await self._audit.record(
+                event,
+                actor_id=actor_id,
+                target_type="user",
+                target_id=user_id,
+                ip=ip,
+                details=details,
+            )
+
+    async def _record_revoked(
+        self,
+        reason: str,
+        actor_id: str | None,
+        user_id: str,
+        session_ids: list[str],
+        ip: str | None = None,
+    ) -> None:
+        event = _REVOKE_EVENTS.get(reason, "auth.session_revoked")
+        details = {"reason": reason, "session_ids": session_ids}
+        await self._record(event, actor_id, user_id, ip, details)
+
     async def _after_revoke(self, user_id: str, session_ids: list[str]) -> None:
         if not session_ids:
             return
@@ -367,3 +428,48 @@ class AuthService:
 
 def _is_live(auth_session: AuthSession, now: datetime) -> bool:
     return auth_session.revoked_at is None and auth_session.expires_at > now
+
+
+# Operator tasks (the CLI): no rate limits, no request.
+
+
+async def create_admin(
+    db: Database, hasher: PasswordHasherPool, username: str, password: str
+) -> User:
+    """A new account with the ``admin`` role."""
+    if not USERNAME_RE.fullmatch(username):
+        raise InvalidInput("username must be 3-32 characters of a-z, 0-9, '_', '.' or '-'")
+    problem = password_problem(password)
+    if problem:
+        raise InvalidInput(problem)
+    now = datetime.now(UTC)
+    user = User(
+        id=new_id(),
+        username=username,
+        username_key=username.lower(),
+        password_hash=await hasher.hash(password),
+        role="admin",
+        created_at=now,
+        password_changed_at=now,
+    )
+    try:
+        async with db.transaction() as session:
+            await repository.add_user(session, user)
+    except IntegrityError:
+        raise Conflict("username is already taken") from None
+    return user
+
+
+async def grant_role(db: Database, username: str, role: str) -> tuple[User, str]:
+    """Give an existing account ``role``; returns the user and its previous role."""
+    async with db.transaction() as session:
+        user = (
+            await repository.get_user_by_username(session, username)
+            if USERNAME_RE.fullmatch(username)
+            else None
+        )
+        if user is None:
+            raise NotFound(f"no user named {username!r}")
+        previous = user.role
+        user.role = role
+    return user, previous

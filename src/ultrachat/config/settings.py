@@ -159,5 +159,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
+        if not first["loc"]:  # a rule across settings names them in its message
+            raise SettingsError(
+                "invalid settings: " + str(first["msg"]).removeprefix("Value error, ")
+            ) from None
+        field = str(first["loc"][0])
         raise SettingsError(f"invalid setting ULTRACHAT_{field.upper()}: {first['msg']}") from None

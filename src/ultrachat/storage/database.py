@@ -7,6 +7,7 @@ receive an ``AsyncSession`` from here and keep no state of their own.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -109,9 +110,10 @@ class Database:
         if self.replicas is not None:
             await self.replicas.wrote(user_id)
 
-    async def ping(self) -> bool:
+    async def ping(self, within: float = 2.0) -> bool:
+        """Whether the database answers within ``within`` seconds (a probe must not hang)."""
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(within), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:
             return False
