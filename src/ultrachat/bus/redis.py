@@ -41,6 +41,7 @@ class RedisBus:
         self._healthy = False
         self._connected = asyncio.Event()
         self._closing = False
+        self._listener_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_forever(), name="redis-bus-reader")
@@ -121,7 +122,9 @@ class RedisBus:
                 if not first:
                     BUS_RECONNECTS.inc()
                     for listener in self._listeners:
-                        asyncio.create_task(listener())  # noqa: RUF006 (fire and forget)
+                        task = asyncio.create_task(listener())
+                        self._listener_tasks.add(task)  # held until done: never collected early
+                        task.add_done_callback(self._listener_tasks.discard)
                 first = False
                 await self._pump()
             except asyncio.CancelledError:
