@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tests.auth.factories import Account
 from tests.chat.factories import accounts, create, events, kinds
-from ultrachat.chat import repository
+from ultrachat.chat import batch_repository
 from ultrachat.chat.models import ChannelEvent
 from ultrachat.errors import Forbidden, ServiceUnavailable
 from ultrachat.metrics.chat import GROUP_COMMIT_BATCH
@@ -88,14 +88,14 @@ async def test_a_failed_batch_fails_only_its_senders_and_writes_nothing(
 ) -> None:
     owner, member = await accounts(client, 2)
     channel_id = (await create(client, owner, "public", member))["id"]
-    real_insert = repository.insert_rows
+    real_insert = batch_repository.insert_rows
 
     async def failing_insert(session: Any, model: Any, rows: list[dict[str, Any]]) -> None:
         if model is ChannelEvent:
             raise RuntimeError("disk full")
         await real_insert(session, model, rows)
 
-    monkeypatch.setattr(repository, "insert_rows", failing_insert)
+    monkeypatch.setattr(batch_repository, "insert_rows", failing_insert)
     failed = await asyncio.gather(
         *(_send(app, member, channel_id, f"lost {i}", f"f{i}") for i in range(5)),
         return_exceptions=True,
@@ -103,7 +103,7 @@ async def test_a_failed_batch_fails_only_its_senders_and_writes_nothing(
     assert all(isinstance(r, ServiceUnavailable) for r in failed)
     assert failed[0].message == "the message was not stored; retry with the same client_msg_id"
 
-    monkeypatch.setattr(repository, "insert_rows", real_insert)
+    monkeypatch.setattr(batch_repository, "insert_rows", real_insert)
     # Nothing was half-written: no message, no seq taken, and retries succeed as new sends.
     history = await client.get(f"/api/v1/channels/{channel_id}/messages", headers=member.headers)
     assert history.json()["messages"] == []

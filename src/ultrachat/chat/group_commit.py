@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ultrachat.chat import repository
+from ultrachat.chat import batch_repository
 from ultrachat.chat.events import event_frame
 from ultrachat.chat.ledger import ChannelLedger, Committed
 from ultrachat.chat.models import ChannelEvent, Mention, Message, MessageClientId
@@ -158,19 +158,19 @@ class GroupCommitter:
         outcomes: list[SendOutcome | UltraChatError | None] = [None] * len(batch)
         accepted: dict[str, list[int]] = defaultdict(list)
         async with self._db.transaction() as session:
-            channels = await repository.lock_channels(session, [p.channel_id for p in batch])
+            channels = await batch_repository.lock_channels(session, [p.channel_id for p in batch])
             # Read inside the transaction, under the channel locks, not from the cache: a
             # removal commits under the same lock, so no send can land after it. One query per
             # batch, so the cache would save little here.
-            members = await repository.memberships(
+            members = await batch_repository.memberships(
                 session,
                 [(p.channel_id, user) for p in batch for user in (p.actor, *p.mentioned)],
             )
-            originals = await repository.client_msgs(
+            originals = await batch_repository.client_msgs(
                 session,
                 [(p.channel_id, p.actor, p.client_msg_id) for p in batch if p.client_msg_id],
             )
-            roots = await repository.messages_by_id(
+            roots = await batch_repository.messages_by_id(
                 session, [p.thread_id for p in batch if p.thread_id]
             )
             first_in_batch: dict[tuple[str, str, str], int] = {}
@@ -219,11 +219,11 @@ class GroupCommitter:
                     committed.append(Committed(channel_id, seq, "message.created", frame, data))
                     outcomes[index] = SendOutcome(data=data)
                 last_seqs[channel_id] = seq
-            await repository.set_last_seqs(session, last_seqs)
-            await repository.insert_rows(session, Message, messages)
-            await repository.insert_rows(session, MessageClientId, keys)
-            await repository.insert_rows(session, Mention, mentions)
-            await repository.insert_rows(session, ChannelEvent, events)
+            await batch_repository.set_last_seqs(session, last_seqs)
+            await batch_repository.insert_rows(session, Message, messages)
+            await batch_repository.insert_rows(session, MessageClientId, keys)
+            await batch_repository.insert_rows(session, Mention, mentions)
+            await batch_repository.insert_rows(session, ChannelEvent, events)
 
         for index, pending in enumerate(batch):
             if outcomes[index] is None:  # a duplicate within the batch: point at the first
