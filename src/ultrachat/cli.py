@@ -16,6 +16,8 @@ import click
 from ultrachat.config import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from ultrachat.audit.verify import Verdict
+    from ultrachat.storage import Database
     from ultrachat.storage.partition_admin import PartitionInfo
 
 T = TypeVar("T")
@@ -137,12 +139,30 @@ def rotate_jwt() -> None:
 
         db = Database(settings.effective_database_url)
         try:
-            return await rotate(db)
+            kid = await rotate(db)
+            await _audited(db, "keys.jwt_rotated", "signing_key", kid)
+            return kid
         finally:
             await db.close()
 
     kid = _run(run)
     click.echo(f"new signing key {kid}; nodes pick it up within a minute")
+
+
+async def _audited(
+    db: Database, event: str, target_type: str, target_id: str, **details: str
+) -> None:
+    """Record an operator's action; the CLI has no request, so no actor, ip or request id."""
+    from ultrachat.audit import AuditLog
+
+    await AuditLog(db).record(
+        event,
+        actor_id="",
+        target_type=target_type,
+        target_id=target_id,
+        ip="",
+        details={"via": "cli", **details},
+    )
 
 
 @main.group()
@@ -260,6 +280,190 @@ def partitions_drop_older_than(months_text: str | None) -> None:
         click.echo(f"dropped {count} entirely older than {before}: {names}")
     else:
         click.echo(f"no partition is entirely older than {before}; nothing dropped")
+
+
+@main.group()
+def users() -> None:
+    """Accounts and their roles."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("--password-stdin: no password on standard input")
+        return password
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    return str(password)
+
+
+@users.command("create-admin")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_create_admin(username: str, password_stdin: bool) -> None:
+    """Create a new account with the admin role (prompts for its password)."""
+    password = _read_password(password_stdin)
+
+    async def run(settings: Settings) -> str:
+        from ultrachat.auth.passwords import PasswordHasherPool
+        from ultrachat.auth.service import create_admin
+        from ultrachat.errors import UltraChatError
+        from ultrachat.storage import Database
+
+        hasher = PasswordHasherPool(
+            settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+        )
+        db = Database(settings.effective_database_url, 1)
+        try:
+            user = await create_admin(db, hasher, username, password)
+            await _audited(db, "admin.user_created", "user", user.id, role="admin")
+            return user.id
+        except UltraChatError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            hasher.close()
+            await db.close()
+
+    user_id = _run(run)
+    click.echo(f"created admin {username} ({user_id})")
+
+
+@users.command("grant-admin")
+@click.argument("username")
+def users_grant_admin(username: str) -> None:
+    """Give an existing account the admin role."""
+
+    async def run(settings: Settings) -> tuple[str, str]:
+        from ultrachat.auth.service import grant_role
+        from ultrachat.errors import UltraChatError
+        from ultrachat.storage import Database
+
+        db = Database(settings.effective_database_url, 1)
+        try:
+            user, previous = await grant_role(db, username, "admin")
+            if previous != "admin":
+                await _audited(
+                    db, "admin.role_granted", "user", user.id, role="admin", previous=previous
+                )
+            return user.id, previous
+        except UltraChatError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            await db.close()
+
+    user_id, previous = _run(run)
+    if previous == "admin":
+        click.echo(f"{username} ({user_id}) is already an admin")
+    else:
+        click.echo(f"{username} ({user_id}) is now an admin (was {previous})")
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log (docs/security.md)."""
+
+
+def _anchor(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    seq, _, hash_ = value.partition(":")
+    if not seq.isdigit() or len(hash_) != 64 or any(c not in "0123456789abcdef" for c in hash_):
+        raise click.ClickException(
+            f"--after must be SEQ:HASH as printed by `ultrachat audit head` (got {value!r})"
+        )
+    return int(seq), hash_
+
+
+@audit.command("verify")
+@click.option(
+    "--after",
+    "after_text",
+    metavar="SEQ:HASH",
+    help="Start after this record (a head saved by `audit head`): once retention has "
+    "dropped the oldest months.",
+)
+def audit_verify(after_text: str | None) -> None:
+    """Walk the whole hash chain; exit 1 naming the first bad record."""
+    anchor = _anchor(after_text)
+
+    async def run(settings: Settings) -> Verdict:
+        from ultrachat.audit.verify import verify_chain
+        from ultrachat.storage import Database
+
+        db = Database(settings.effective_database_url, 1)
+        try:
+            return await verify_chain(db, anchor)
+        finally:
+            await db.close()
+
+    verdict = _run(run)
+    if verdict.ok:
+        click.echo(f"OK: {verdict.count} audit records, chain intact")
+        return
+    named = f"seq {verdict.bad_seq}" + (f" (id {verdict.bad_id})" if verdict.bad_id else "")
+    click.echo(
+        f"BAD: first bad record is {named}: {verdict.reason}; "
+        f"{verdict.count} records before it are intact",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@audit.command("head")
+def audit_head() -> None:
+    """Print the chain's head as SEQ:HASH, to keep somewhere an attacker cannot write."""
+
+    async def run(settings: Settings) -> tuple[int, str]:
+        from ultrachat.audit import repository
+        from ultrachat.storage import Database
+
+        db = Database(settings.effective_database_url, 1)
+        try:
+            async with db.sessions() as session:
+                return await repository.head(session)
+        finally:
+            await db.close()
+
+    seq, hash_ = _run(run)
+    click.echo(f"{seq}:{hash_}")
+
+
+@audit.command("export")
+@click.option("--since", "since_text", metavar="TIME", help="YYYY-MM-DD or ISO 8601 (UTC).")
+def audit_export(since_text: str | None) -> None:
+    """Write audit records (from --since on) to stdout as JSON lines, in seq order."""
+    from datetime import datetime
+
+    since: datetime | None = None
+    if since_text is not None:
+        from ultrachat.audit.schemas import parse_moment
+
+        try:
+            since = parse_moment(since_text)
+        except ValueError as exc:
+            raise click.ClickException(f"--since: {exc}") from None
+
+    async def run(settings: Settings) -> int:
+        import orjson
+
+        from ultrachat.audit import repository
+        from ultrachat.audit.schemas import record_json
+        from ultrachat.storage import Database
+
+        db = Database(settings.effective_database_url, 1)
+        count = 0
+        out = sys.stdout.buffer
+        try:
+            async with db.sessions() as session:
+                async for record in repository.walk(session, since):
+                    out.write(orjson.dumps(record_json(record)) + b"\n")
+                    count += 1
+        finally:
+            out.flush()
+            await db.close()
+        return count
+
+    _run(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

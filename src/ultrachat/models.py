@@ -1,7 +1,8 @@
 """Imports every service's models so that one metadata describes the whole schema."""
 
+from ultrachat.audit import models as audit_models
 from ultrachat.auth import models as auth_models
 from ultrachat.chat import models as chat_models
 from ultrachat.preferences import models as preferences_models
 
-__all__ = ["auth_models", "chat_models", "preferences_models"]
+__all__ = ["audit_models", "auth_models", "chat_models", "preferences_models"]

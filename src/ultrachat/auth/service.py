@@ -415,7 +415,7 @@ class AuthService:
         ip: str | None = None,
     ) -> None:
         event = _REVOKE_EVENTS.get(reason, "auth.session_revoked")
-        details = {"reason": reason, "session_ids": session_ids}
+        details: dict[str, object] = {"reason": reason, "session_ids": session_ids}
         await self._record(event, actor_id, user_id, ip, details)
 
     async def _after_revoke(self, user_id: str, session_ids: list[str]) -> None:

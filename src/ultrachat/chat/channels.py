@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ultrachat.audit import AuditLog
 from ultrachat.auth.directory import UserDirectory
 from ultrachat.bus import Bus
 from ultrachat.chat import permissions, repository
@@ -24,12 +26,21 @@ from ultrachat.storage import Database, new_id
 from ultrachat.storage.ids import is_id
 from ultrachat.storage.replicas import confirm_on_primary
 
+log = logging.getLogger(__name__)
 DM_MIN, DM_MAX = 2, 9
 
 
 class ChannelService:
-    def __init__(self, db: Database, ledger: ChannelLedger, bus: Bus, users: UserDirectory):
+    def __init__(
+        self,
+        db: Database,
+        ledger: ChannelLedger,
+        bus: Bus,
+        users: UserDirectory,
+        audit: AuditLog | None = None,
+    ):
         self._db = db
+        self._audit = audit
         self._ledger = ledger
         self._bus = bus
         self._users = users
@@ -197,7 +208,8 @@ class ChannelService:
             await repository.add_member(session, channel_id, actor, "member", now, seq)
             return Change("member.joined", {"user_id": actor, "role": "member", "by": actor}, actor)
 
-        await self._change_membership(channel_id, actor, actor, write, added=True)
+        if await self._change_membership(channel_id, actor, actor, write, added=True):
+            await self._record("chat.member_joined", actor, channel_id, actor)
         return await self.get(actor, channel_id)
 
     async def invite(self, actor: str, channel_id: str, user_id: str) -> dict[str, Any]:
@@ -216,7 +228,8 @@ class ChannelService:
                 "member.joined", {"user_id": user_id, "role": "member", "by": actor}, user_id
             )
 
-        await self._change_membership(channel_id, actor, user_id, write, added=True)
+        if await self._change_membership(channel_id, actor, user_id, write, added=True):
+            await self._record("chat.member_invited", actor, channel_id, user_id)
         return await self.get(actor, channel_id)
 
     async def leave(self, actor: str, channel_id: str) -> None:
@@ -247,7 +260,9 @@ class ChannelService:
                     data["new_owner"] = successor
             return Change("member.left", data, user_id)
 
-        await self._change_membership(channel_id, actor, user_id, write, added=False)
+        if await self._change_membership(channel_id, actor, user_id, write, added=False):
+            event = "chat.member_left" if user_id == actor else "chat.member_removed"
+            await self._record(event, actor, channel_id, user_id)
 
     async def set_role(self, actor: str, channel_id: str, user_id: str, role: str) -> None:
         async def write(session: AsyncSession, seq: int, now: datetime) -> Change:
@@ -266,8 +281,11 @@ class ChannelService:
                 "member.updated", {"user_id": user_id, "role": role, "by": actor}, user_id
             )
 
-        with contextlib.suppress(NoChange):
+        try:
             await self._ledger.commit(channel_id, actor, write)
+        except NoChange:
+            return
+        await self._record("chat.role_changed", actor, channel_id, user_id, {"role": role})
 
     async def mark_read(self, actor: str, channel_id: str, seq: int) -> dict[str, Any]:
         async with self._db.transaction() as session:
@@ -293,11 +311,11 @@ class ChannelService:
 
     async def _change_membership(
         self, channel_id: str, actor: str, user_id: str, write: Any, *, added: bool
-    ) -> None:
+    ) -> bool:
         try:
             committed = await self._ledger.commit(channel_id, actor, write)
         except NoChange:
-            return
+            return False
         if added:
             async with self._db.sessions() as session:
                 channel = await repository.get_channel(session, channel_id)
@@ -311,6 +329,24 @@ class ChannelService:
                 user_id,
                 {"type": "channel.removed", "channel_id": channel_id, "seq": committed.seq},
             )
+        return True
+
+    async def _record(
+        self,
+        event: str,
+        actor: str,
+        channel_id: str,
+        user_id: str,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        if self._audit is not None:
+            await self._audit.record(
+                event,
+                actor_id=actor,
+                target_type="user",
+                target_id=user_id,
+                details={"channel_id": channel_id, **(details or {})},
+            )
 
     async def _tell_user(self, user_id: str, frame: dict[str, Any]) -> None:
         kind = str(frame["type"])
@@ -318,7 +354,9 @@ class ChannelService:
         try:
             await self._bus.publish(user_topic(user_id), payload)
         except Exception:
-            return  # best effort: the channel list over REST stays correct
+            # Best effort: the user's sockets miss the hint, the channel list over REST and
+            # the next resume are still right.
+            log.warning("could not tell user %s about %s", user_id, frame["type"], exc_info=True)
 
     async def _ensure_users_exist(self, user_ids: list[str]) -> None:
         found = await self._users.existing([u for u in user_ids if is_id(u)])

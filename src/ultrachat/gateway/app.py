@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ultrachat.audit.routes import router as audit_router
 from ultrachat.auth.routes import router as auth_router
 from ultrachat.chat.routes import router as chat_router
 from ultrachat.config import Settings, load_settings
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(preferences_router)
     app.include_router(realtime_router)
     app.include_router(presence_router)
+    app.include_router(audit_router)
     if settings.cors_origins:
         app.add_middleware(
             EnvelopeCORSMiddleware,

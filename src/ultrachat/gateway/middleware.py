@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ultrachat.gateway.context import request_id_var
+from ultrachat.gateway.context import client_ip_var, request_id_var
 from ultrachat.gateway.errors import error_response
 from ultrachat.metrics.http import REQUEST_DURATION
 
@@ -48,12 +48,15 @@ class EdgeMiddleware:
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        client = scope.get("client")
+        ip_token = client_ip_var.set(str(client[0]) if client else "")
         try:
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)
             else:
                 await self._http(scope, receive, send, request_id)
         finally:
+            client_ip_var.reset(ip_token)
             request_id_var.reset(token)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:

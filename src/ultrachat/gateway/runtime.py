@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ultrachat.audit import AuditLog
 from ultrachat.auth.directory import UserDirectory
 from ultrachat.auth.keys import KeyRing
 from ultrachat.auth.passwords import PasswordHasherPool
@@ -143,12 +144,20 @@ class Runtime:
             settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
         )
         self.revocations = RevocationList(self.shared_state, self.db, token_horizon)
+        self.audit = AuditLog(self.db)
         self.auth = AuthService(
-            settings, self.db, self.keys, self.hasher, self.revocations, self.limiter, self.cache
+            settings,
+            self.db,
+            self.keys,
+            self.hasher,
+            self.revocations,
+            self.limiter,
+            self.cache,
+            self.audit,
         )
         self.users = UserDirectory(self.db)
         self.ledger = ChannelLedger(self.db, self.bus, ChatCache(self.cache))
-        self.channels = ChannelService(self.db, self.ledger, self.bus, self.users)
+        self.channels = ChannelService(self.db, self.ledger, self.bus, self.users, self.audit)
         # SQLite has one writer: a second transaction in flight would only wait for the lock.
         self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)

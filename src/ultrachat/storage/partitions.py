@@ -23,10 +23,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 MONTHS_AHEAD = 3
-# Every time-series table that grows without bound. The audit log and metrics history join
-# this list when they arrive; everything (migrate, maintenance, retention, the CLI, the
+# Every time-series table that grows without bound (metrics history joins this list when it
+# arrives); everything (migrate, maintenance, retention, the CLI, the
 # metrics) reads it from here.
-PARTITIONED_TABLES = ("messages", "channel_events")
+PARTITIONED_TABLES = ("messages", "channel_events", "audit_log")
 # pg_advisory_lock key for partition changes: "ucpart" in ASCII.
 LOCK_KEY = 0x756370617274
 
