@@ -1,0 +1,56 @@
+"""What every ``ultrachat`` command shares: settings, running a coroutine, recording actions.
+
+Every failure the operator can cause (a bad setting, an unreachable database) ends in one
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from ultrachat.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from ultrachat.storage import Database
+
+T = TypeVar("T")
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run(factory: Callable[[Settings], Coroutine[object, object, T]]) -> T:
+    settings = settings_or_exit()
+    try:
+        return asyncio.run(factory(settings))
+    except click.ClickException:
+        raise
+    except (OSError, ConnectionError) as exc:
+        raise click.ClickException(f"cannot reach a backend: {exc}") from None
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise click.ClickException(f"{type(exc).__name__}: {message}") from None
+
+
+async def audited(
+    db: Database, event: str, target_type: str, target_id: str, **details: str
+) -> None:
+    """Record an operator's action; the CLI has no request, so no actor, ip or request id."""
+    from ultrachat.audit import AuditLog
+
+    await AuditLog(db).record(
+        event,
+        actor_id="",
+        target_type=target_type,
+        target_id=target_id,
+        ip="",
+        details={"via": "cli", **details},
+    )

@@ -1,0 +1,91 @@
+"""``ultrachat migrate`` and ``ultrachat serve``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import click
+
+from ultrachat.cli.common import run as run_async
+from ultrachat.cli.common import settings_or_exit
+from ultrachat.config import Settings
+
+if TYPE_CHECKING:
+    pass
+
+
+@click.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest version."""
+
+    async def run(settings: Settings) -> str | None:
+        from ultrachat.storage import Database
+        from ultrachat.storage.migrate import current_revision, upgrade
+
+        db = Database(settings.effective_database_url)
+        try:
+            await upgrade(db)
+            return await current_revision(db)
+        finally:
+            await db.close()
+
+    revision = run_async(run)
+    click.echo(f"database schema is at {revision}")
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default: ULTRACHAT_HOST).")
+@click.option("--port", default=None, type=int, help="Port (default: ULTRACHAT_PORT).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the API and WebSocket endpoint."""
+    import uvicorn
+
+    settings = settings_or_exit()
+    if workers > 1 and not settings.redis_url:
+        raise click.ClickException(
+            "--workers > 1 needs ULTRACHAT_REDIS_URL: workers share state through Redis"
+        )
+    _preflight(settings)
+    uvicorn.run(
+        "ultrachat.gateway.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_interval_seconds,
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _preflight(settings: Settings) -> None:
+    """Refuse to start, in one line, on the two mistakes that would end in a traceback."""
+    from sqlalchemy.engine.url import make_url
+
+    from ultrachat.storage import Database
+    from ultrachat.storage.migrate import current_revision
+
+    async def check() -> str | None:
+        db = Database(settings.effective_database_url)
+        try:
+            if not await db.ping(within=5.0):
+                url = make_url(settings.effective_database_url)
+                return f"cannot reach the database at {url.render_as_string(hide_password=True)}"
+            if await current_revision(db) is None:
+                return "the database has no schema yet: run `ultrachat migrate` first"
+            return None
+        finally:
+            await db.close()
+
+    problem = asyncio.run(check())
+    if problem:
+        raise click.ClickException(problem)
