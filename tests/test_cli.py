@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -13,21 +11,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-
-def run(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    """``python -m ultrachat ARGS`` in ``tmp_path``, with only the ULTRACHAT_* given here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ULTRACHAT_")}
-    env["ULTRACHAT_DATA_DIR"] = str(tmp_path / "var")
-    env.update({f"ULTRACHAT_{name.upper()}": value for name, value in settings.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "ultrachat", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.cli import ultrachat as run
 
 
 def head_revision() -> str:

@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import text
 
 from tests.auth.factories import PASSWORD
+from tests.support.cli import ultrachat
 from ultrachat.storage import Database
 
 ADMIN_PASSWORD = "operator-chosen-passphrase"
 
 
 def run(tmp_path: Path, url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ULTRACHAT_")}
-    env.update(
-        ULTRACHAT_DATA_DIR=str(tmp_path / "var"),
-        ULTRACHAT_DATABASE_URL=url,
-        ULTRACHAT_ARGON2_MEMORY_KIB="64",
-        ULTRACHAT_ARGON2_TIME_COST="1",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "ultrachat", *args],
-        cwd=tmp_path,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return ultrachat(
+        tmp_path, *args, stdin=stdin, database_url=url, argon2_memory_kib="64", argon2_time_cost="1"
     )
 
 

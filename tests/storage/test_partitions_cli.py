@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,24 +15,10 @@ from tests.storage.partitioning import (
     relations,
     this_month,
 )
+from tests.support.cli import ultrachat
 from ultrachat.cli import main
 from ultrachat.storage import new_id
 from ultrachat.storage.partitions import PARTITIONED_TABLES, partition_name, utc_midnight
-
-
-def ultrachat(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ULTRACHAT_")}
-    env["ULTRACHAT_DATA_DIR"] = str(tmp_path / "var")
-    env.update({f"ULTRACHAT_{name.upper()}": value for name, value in settings.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "ultrachat", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def invoke(tmp_path: Path, *args: str) -> tuple[int, str, str]:
