@@ -12,7 +12,10 @@ EVENTS_UNANNOUNCED = Counter(
     "Committed events whose bus publish failed (recovered by replay).",
 )
 WS_CONNECTIONS = Gauge("ultrachat_ws_connections", "Open WebSocket connections on this node.")
-WS_DELIVERIES = Counter("ultrachat_ws_deliveries_total", "Frames queued to WebSocket clients.")
+WS_DELIVERIES = Counter(
+    "ultrachat_ws_deliveries_total",
+    "Live channel events fanned out to WebSocket connections (replays are counted apart).",
+)
 WS_CLOSED = Counter("ultrachat_ws_closed_total", "WebSocket closes by close code.", ["code"])
 WS_REPLAYED = Counter("ultrachat_ws_replayed_events_total", "Events replayed from storage.")
 GAP_FILLS = Counter(

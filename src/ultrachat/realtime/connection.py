@@ -16,7 +16,7 @@ from collections import deque
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from ultrachat.metrics.chat import WS_CLOSED, WS_DELIVERIES
+from ultrachat.metrics.chat import WS_CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,6 @@ class Connection:
             self.close_soon(CLOSE_SLOW_CONSUMER, "too far behind; resume from your last seq")
             return
         self._queue.append(frame)
-        WS_DELIVERIES.inc()
         self._wake.set()
         if len(self._queue) > self.max_queue // 2:
             self._room.clear()

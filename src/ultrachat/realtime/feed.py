@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ultrachat.chat.events import MEMBER_LEFT, Envelope
-from ultrachat.metrics.chat import GAP_FILLS
+from ultrachat.metrics.chat import GAP_FILLS, WS_DELIVERIES
 from ultrachat.realtime.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,10 @@ class ChannelFeed:
     def _emit(self, envelope: Envelope) -> None:
         self.head = envelope.seq
         frame = envelope.frame
-        for connection in self.live.values():
+        live = self.live
+        for connection in live.values():
             connection.push(frame)
+        WS_DELIVERIES.inc(len(live))  # once per event, not once per recipient
         for buffered in self.syncing.values():
             buffered.append(envelope)
         if envelope.kind == MEMBER_LEFT:
