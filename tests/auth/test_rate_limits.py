@@ -149,3 +149,15 @@ async def test_the_per_user_api_limit(backend: Backend) -> None:
         assert remaining == ["2", "1", "0"]
         assert_rate_limited(await client.get("/api/v1/users/me", headers=me), 3, 900)
         assert (await client.get("/api/v1/users/me", headers=other)).status_code == 200
+
+
+async def test_no_content_answers_carry_the_api_limit_headers(backend: Backend) -> None:
+    settings = isolated_settings(backend, rate_limit_api_max=5)
+    async with running_app(settings) as (_, client):
+        _, name = await register(client)
+        headers = {"Authorization": f"Bearer {(await login(client, name))['access_token']}"}
+        response = await client.post("/api/v1/auth/logout", headers=headers)
+        assert response.status_code == 204
+        assert response.content == b""
+        assert response.headers["RateLimit-Limit"] == "5"
+        assert response.headers["RateLimit-Remaining"] == "4"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, status
 
 from ultrachat.auth.dependencies import Claims, Client, Service
 from ultrachat.auth.models import User
@@ -60,9 +60,8 @@ async def refresh(body: RefreshRequest, service: Service, client: Client) -> Tok
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401),
 )
-async def logout(claims: Claims, service: Service) -> Response:
+async def logout(claims: Claims, service: Service) -> None:
     await service.logout(claims)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
@@ -70,9 +69,8 @@ async def logout(claims: Claims, service: Service) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401),
 )
-async def logout_all(claims: Claims, service: Service) -> Response:
+async def logout_all(claims: Claims, service: Service) -> None:
     await service.logout_all(claims.user_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
@@ -80,9 +78,8 @@ async def logout_all(claims: Claims, service: Service) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 422, 429),
 )
-async def change_password(body: PasswordChange, claims: Claims, service: Service) -> Response:
+async def change_password(body: PasswordChange, claims: Claims, service: Service) -> None:
     await service.change_password(claims, body.current_password, body.new_password)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/auth/sessions", responses=error_responses(401))
@@ -109,9 +106,8 @@ async def list_sessions(claims: Claims, service: Service) -> SessionList:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 404),
 )
-async def revoke_session(session_id: str, claims: Claims, service: Service) -> Response:
+async def revoke_session(session_id: str, claims: Claims, service: Service) -> None:
     await service.revoke_session(claims.user_id, session_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/users/me", responses=error_responses(401))

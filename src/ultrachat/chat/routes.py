@@ -95,9 +95,8 @@ async def join_channel(channel_id: ChannelId, claims: Claims, channels: Channels
 
 
 @router.post("/channels/{channel_id}/leave", status_code=NO_CONTENT, responses=WRITE_ERRORS)
-async def leave_channel(channel_id: ChannelId, claims: Claims, channels: Channels) -> Response:
+async def leave_channel(channel_id: ChannelId, claims: Claims, channels: Channels) -> None:
     await channels.leave(claims.user_id, channel_id)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.get("/channels/{channel_id}/members", responses=READ_ERRORS)
@@ -119,9 +118,8 @@ async def invite_member(
 )
 async def remove_member(
     channel_id: ChannelId, user_id: UserId, claims: Claims, channels: Channels
-) -> Response:
+) -> None:
     await channels.remove(claims.user_id, channel_id, user_id)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.patch(
@@ -129,9 +127,8 @@ async def remove_member(
 )
 async def set_member_role(
     channel_id: ChannelId, user_id: UserId, body: MemberRole, claims: Claims, channels: Channels
-) -> Response:
+) -> None:
     await channels.set_role(claims.user_id, channel_id, user_id, body.role)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.post("/channels/{channel_id}/read", responses=WRITE_ERRORS)
@@ -194,9 +191,8 @@ async def edit_message(
 
 
 @router.delete("/messages/{message_id}", status_code=NO_CONTENT, responses=WRITE_ERRORS)
-async def delete_message(message_id: MessageId, claims: Claims, messages: Messages) -> Response:
+async def delete_message(message_id: MessageId, claims: Claims, messages: Messages) -> None:
     await messages.delete(claims.user_id, message_id)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.get("/messages/{message_id}/thread", responses=READ_ERRORS)
@@ -214,9 +210,8 @@ async def add_reaction(
     emoji: Annotated[str, Path(max_length=64)],
     claims: Claims,
     messages: Messages,
-) -> Response:
+) -> None:
     await messages.react(claims.user_id, message_id, emoji, add=True)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.delete(
@@ -227,18 +222,15 @@ async def remove_reaction(
     emoji: Annotated[str, Path(max_length=64)],
     claims: Claims,
     messages: Messages,
-) -> Response:
+) -> None:
     await messages.react(claims.user_id, message_id, emoji, add=False)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.post("/messages/{message_id}/pin", status_code=NO_CONTENT, responses=WRITE_ERRORS)
-async def pin(message_id: MessageId, claims: Claims, messages: Messages) -> Response:
+async def pin(message_id: MessageId, claims: Claims, messages: Messages) -> None:
     await messages.pin(claims.user_id, message_id, pinned=True)
-    return Response(status_code=NO_CONTENT)
 
 
 @router.delete("/messages/{message_id}/pin", status_code=NO_CONTENT, responses=WRITE_ERRORS)
-async def unpin(message_id: MessageId, claims: Claims, messages: Messages) -> Response:
+async def unpin(message_id: MessageId, claims: Claims, messages: Messages) -> None:
     await messages.pin(claims.user_id, message_id, pinned=False)
-    return Response(status_code=NO_CONTENT)
