@@ -3,6 +3,7 @@
 from ultrachat.audit import models as audit_models
 from ultrachat.auth import models as auth_models
 from ultrachat.chat import models as chat_models
+from ultrachat.crypto import models as crypto_models
 from ultrachat.preferences import models as preferences_models
 
-__all__ = ["audit_models", "auth_models", "chat_models", "preferences_models"]
+__all__ = ["audit_models", "auth_models", "chat_models", "crypto_models", "preferences_models"]

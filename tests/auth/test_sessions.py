@@ -270,7 +270,7 @@ async def test_key_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
     old_kid = runtime.keys.signing_key.kid
     assert jwt.get_unverified_header(user.access_token)["kid"] == old_kid
 
-    new_kid = await keys.rotate(runtime.db)
+    new_kid = await keys.rotate(runtime.db, runtime.data_keys)
     await runtime.keys.reload()
 
     await assert_token_works(client, user.access_token)

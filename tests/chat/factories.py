@@ -153,7 +153,7 @@ def done(response: httpx.Response, status: int = 204) -> None:
 
 async def events(app: FastAPI, channel_id: str) -> list[tuple[int, str, dict[str, Any]]]:
     """The channel's stored event log: (seq, kind, data), checked against each frame."""
-    log = ChannelLog(app.state.runtime.db)
+    log = ChannelLog(app.state.runtime.db, app.state.runtime.ledger.sealer)
     stored = []
     for envelope in await log.after(channel_id, 0, 1000):
         frame = orjson.loads(envelope.frame)

@@ -18,6 +18,9 @@ from ultrachat.storage.migrate import upgrade
 # Cheap hashing keeps the suite fast; test_passwords checks the production parameters.
 FAST_HASHING = {"argon2_memory_kib": 64, "argon2_time_cost": 1}
 GENEROUS_LIMITS = {"rate_limit_auth_max": 100_000, "rate_limit_account_max": 100_000}
+# Every test deployment shares one master key, as a real deployment's nodes do. (SQLite's
+# generated key file is tested on its own, in tests/crypto.)
+TEST_MASTER_KEY = "6a" * 32
 
 
 def settings_for(backend: Backend, **overrides: Any) -> Settings:
@@ -25,6 +28,7 @@ def settings_for(backend: Backend, **overrides: Any) -> Settings:
         "database_url": backend.database_url,
         "redis_url": backend.redis_url,
         "redis_key_prefix": backend.redis_prefix,
+        "master_key": TEST_MASTER_KEY,
         **FAST_HASHING,
         **GENEROUS_LIMITS,
         **overrides,

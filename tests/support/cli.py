@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.app import TEST_MASTER_KEY
+
 
 def ultrachat(
     tmp_path: Path, *args: str, stdin: str | None = None, **settings: str
@@ -14,6 +16,9 @@ def ultrachat(
     """``python -m ultrachat ARGS`` in ``tmp_path``, with only the ULTRACHAT_* given here."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ULTRACHAT_")}
     env["ULTRACHAT_DATA_DIR"] = str(tmp_path / "var")
+    if settings.get("database_url", "").startswith("postgresql"):
+        # PostgreSQL deployments must name their master key; SQLite ones generate a key file.
+        settings = {"master_key": TEST_MASTER_KEY, **settings}
     env.update({f"ULTRACHAT_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [sys.executable, "-m", "ultrachat", *args],

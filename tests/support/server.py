@@ -21,7 +21,13 @@ from typing import Any
 
 import httpx
 
-from tests.support.app import FAST_HASHING, GENEROUS_LIMITS, migrate, settings_for
+from tests.support.app import (
+    FAST_HASHING,
+    GENEROUS_LIMITS,
+    TEST_MASTER_KEY,
+    migrate,
+    settings_for,
+)
 from tests.support.backends import Backend
 
 # Short timers so that timeouts and heartbeats are observable within a test.
@@ -65,6 +71,7 @@ def node_env(backend: Backend, data_dir: Path, **overrides: Any) -> dict[str, st
         "redis_url": backend.redis_url,
         "redis_key_prefix": backend.redis_prefix,
         "data_dir": str(data_dir),
+        "master_key": TEST_MASTER_KEY,
         **FAST_HASHING,
         **GENEROUS_LIMITS,
     }

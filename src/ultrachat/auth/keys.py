@@ -1,7 +1,8 @@
 """RS256 signing keys: generation, rotation, and the set that verifies.
 
-Keys live in the database so that every node signs and verifies with the same set. The
-newest key signs. A key stays in the verification set (and in the JWKS) until every token it
+Keys live in the database so that every node signs and verifies with the same set; the
+private keys are sealed by the data key ring (crypto/), bound to their kid. The newest key
+signs. A key stays in the verification set (and in the JWKS) until every token it
 could have signed has expired, i.e. for one access-token lifetime plus leeway after the next
 key took over; "tokens signed by the previous key stay valid until they expire".
 """
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ultrachat.auth import repository
+from ultrachat.crypto import DataKeyRing
+from ultrachat.crypto.columns import SIGNING_KEY
 from ultrachat.storage import Database, new_id
 
 RSA_BITS = 2048
@@ -67,20 +70,22 @@ def generate_key_pair() -> tuple[str, str]:
     return private_pem, public_pem
 
 
-async def rotate(db: Database) -> str:
+async def rotate(db: Database, ring: DataKeyRing) -> str:
     """Create a new signing key; it signs from the next reload on. Returns its kid."""
     private_pem, public_pem = await asyncio.to_thread(generate_key_pair)
     kid = new_id()
+    sealed = ring.encrypt_text(SIGNING_KEY, kid, private_pem)
     async with db.transaction() as session:
-        await repository.add_signing_key(session, kid, private_pem, public_pem, datetime.now(UTC))
+        await repository.add_signing_key(session, kid, sealed, public_pem, datetime.now(UTC))
     return kid
 
 
 class KeyRing:
     """The keys this deployment signs and verifies with, reloaded from the database."""
 
-    def __init__(self, db: Database, token_lifetime: timedelta) -> None:
+    def __init__(self, db: Database, token_lifetime: timedelta, ring: DataKeyRing) -> None:
         self._db = db
+        self._ring = ring
         self._retire_after = token_lifetime
         self._keys: dict[str, LoadedKey] = {}
         self._signing: LoadedKey | None = None
@@ -91,14 +96,20 @@ class KeyRing:
         """Load the keys, generating the first pair on a fresh deployment."""
         await self.reload()
         if self._signing is None:
-            await rotate(self._db)
+            await rotate(self._db, self._ring)
             await self.reload()
 
     async def reload(self) -> None:
         async with self._lock:
             async with self._db.sessions() as session:
                 rows = await repository.list_signing_keys(session)
-            loaded = [await asyncio.to_thread(_load, row) for row in rows]
+            await self._ring.ensure_loaded(row.private_pem for row in rows)
+            # A key that fails to open raises CorruptCiphertext: no node signs with less.
+            pems = [self._ring.decrypt(SIGNING_KEY, row.kid, row.private_pem) for row in rows]
+            loaded = [
+                await asyncio.to_thread(_load, row.kid, row.created_at, pem)
+                for row, pem in zip(rows, pems, strict=True)
+            ]
             self._keys, self._signing = _verification_set(loaded, self._retire_after)
             self._last_reload = time.monotonic()
 
@@ -123,11 +134,11 @@ class KeyRing:
         return {"keys": [key.jwk() for key in self._keys.values()]}
 
 
-def _load(row: repository.SigningKeyRow) -> LoadedKey:
-    private_key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
+def _load(kid: str, created_at: datetime, private_pem: bytes) -> LoadedKey:
+    private_key = serialization.load_pem_private_key(private_pem, password=None)
     if not isinstance(private_key, rsa.RSAPrivateKey):
-        raise TypeError(f"signing key {row.kid} is not RSA")
-    return LoadedKey(row.kid, row.created_at, private_key, private_key.public_key())
+        raise TypeError(f"signing key {kid} is not RSA")
+    return LoadedKey(kid, created_at, private_key, private_key.public_key())
 
 
 def _verification_set(

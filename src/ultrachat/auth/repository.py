@@ -17,7 +17,7 @@ SigningKeyRow = SigningKey
 
 
 async def add_signing_key(
-    session: AsyncSession, kid: str, private_pem: str, public_pem: str, created_at: datetime
+    session: AsyncSession, kid: str, private_pem: bytes, public_pem: str, created_at: datetime
 ) -> None:
     session.add(
         SigningKey(kid=kid, private_pem=private_pem, public_pem=public_pem, created_at=created_at)

@@ -157,7 +157,7 @@ class ChannelService:
                     kind="channel.created",
                     actor_id=channel.created_by,
                     subject_id="",
-                    data=frame,
+                    data=self._ledger.sealer.seal_frame(channel.id, 1, frame),
                     created_at=channel.created_at,
                 ),
             )

@@ -192,6 +192,7 @@ class GroupCommitter:
             events: list[dict[str, Any]] = []
             committed: list[Committed] = []
             last_seqs: dict[str, int] = {}
+            sealer = self._ledger.sealer
             for channel_id, indexes in accepted.items():
                 seq = channels[channel_id][0]
                 for index in indexes:
@@ -201,9 +202,9 @@ class GroupCommitter:
                     mentioned = sorted(
                         u for u in set(pending.mentioned) if (channel_id, u) in members
                     )
-                    data = message_dict(message, mentioned)
+                    data = message_dict(message, pending.body, mentioned)
                     frame = event_frame(channel_id, seq, "message.created", data)
-                    messages.append(_row(message))
+                    messages.append(_row(message, sealer.seal_body(message.id, pending.body)))
                     if pending.client_msg_id:
                         keys.append(_key(pending, message.id, now))
                     mentions.extend(
@@ -215,7 +216,8 @@ class GroupCommitter:
                         }
                         for u in mentioned
                     )
-                    events.append(_event(channel_id, seq, pending.actor, frame, now))
+                    sealed_frame = sealer.seal_frame(channel_id, seq, frame)
+                    events.append(_event(channel_id, seq, pending.actor, sealed_frame, now))
                     committed.append(Committed(channel_id, seq, "message.created", frame, data))
                     outcomes[index] = SendOutcome(data=data)
                 last_seqs[channel_id] = seq
@@ -271,7 +273,6 @@ class _NewMessage:
     channel_id: str
     seq: int
     user_id: str
-    body: str | None
     thread_id: str | None
     client_msg_id: str | None
     edited_at: datetime | None = None
@@ -287,20 +288,19 @@ def _message(pending: PendingSend, seq: int, roots: dict[str, Message]) -> _NewM
         channel_id=pending.channel_id,
         seq=seq,
         user_id=pending.actor,
-        body=pending.body,
         thread_id=(root.thread_id or root.id) if root else None,  # replies join the root's
         client_msg_id=pending.client_msg_id,
     )
 
 
-def _row(message: _NewMessage) -> dict[str, Any]:
+def _row(message: _NewMessage, sealed_body: bytes) -> dict[str, Any]:
     return {
         "id": message.id,
         "created_at": message.created_at,
         "channel_id": message.channel_id,
         "seq": message.seq,
         "user_id": message.user_id,
-        "body": message.body,
+        "body": sealed_body,
         "thread_id": message.thread_id,
         "edited_at": None,
         "deleted_at": None,
@@ -318,7 +318,7 @@ def _key(pending: PendingSend, message_id: str, now: datetime) -> dict[str, Any]
     }
 
 
-def _event(channel_id: str, seq: int, actor: str, frame: str, now: datetime) -> dict[str, Any]:
+def _event(channel_id: str, seq: int, actor: str, frame: bytes, now: datetime) -> dict[str, Any]:
     return {
         "channel_id": channel_id,
         "seq": seq,

@@ -20,6 +20,7 @@ from ultrachat.chat import repository
 from ultrachat.chat.caching import ChatCache
 from ultrachat.chat.events import channel_topic, event_frame, wrap
 from ultrachat.chat.models import ChannelEvent
+from ultrachat.chat.sealing import ChatSealer
 from ultrachat.errors import NotFound
 from ultrachat.metrics.chat import EVENTS_COMMITTED, EVENTS_UNANNOUNCED
 from ultrachat.storage import Database
@@ -57,9 +58,13 @@ Write = Callable[[AsyncSession, int, datetime], Awaitable[Change]]
 
 
 class ChannelLedger:
-    def __init__(self, db: Database, bus: Bus, cache: ChatCache | None = None) -> None:
+    def __init__(
+        self, db: Database, bus: Bus, sealer: ChatSealer, cache: ChatCache | None = None
+    ) -> None:
         self._db = db
         self._bus = bus
+        # Encrypts bodies and frames on their way into the database (chat/sealing.py).
+        self.sealer = sealer
         # The services' read cache; every committed change invalidates through it.
         self.cache = cache or ChatCache(None)
 
@@ -81,7 +86,7 @@ class ChannelLedger:
                     kind=change.kind,
                     actor_id=actor_id,
                     subject_id=change.subject,
-                    data=frame,
+                    data=self.sealer.seal_frame(channel_id, seq, frame),
                     created_at=now,
                 ),
             )

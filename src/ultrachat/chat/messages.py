@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Message
 from ultrachat.chat.presenter import message_dict
 from ultrachat.chat.schemas import ensure_storable
+from ultrachat.crypto import CorruptCiphertext
 from ultrachat.errors import Forbidden, InvalidInput, NotFound
 from ultrachat.storage import Database
 from ultrachat.storage.replicas import confirm_on_primary
@@ -43,6 +45,7 @@ class MessageService:
         self._committer = committer
         self._users = users
         self._access = ChannelAccess(db, ledger.cache)
+        self._sealer = ledger.sealer
 
     async def send(
         self,
@@ -85,7 +88,7 @@ class MessageService:
         await self._ensure_readable(channel_id, actor)  # fresh permission, maybe stale data
         async with self._db.reader(actor) as session:
             rows = await repository.message_page(session, channel_id, after_seq, before_seq, limit)
-            return await _present(session, rows)
+            return await self._present(session, rows)
 
     async def get(self, actor: str, message_id: str) -> dict[str, Any]:
         message = await self._ledger.cache.message(message_id, lambda: self._load(message_id))
@@ -110,7 +113,7 @@ class MessageService:
                 message if root_id == message.id else await repository.get_message(session, root_id)
             )
             replies = await repository.thread_replies(session, message.channel_id, root_id)
-            return await _present(session, ([root] if root else []) + replies)
+            return await self._present(session, ([root] if root else []) + replies)
 
     async def edit(self, actor: str, message_id: str, body: str) -> dict[str, Any]:
         ensure_storable("body", body)
@@ -121,12 +124,14 @@ class MessageService:
             message, _channel, _ = await self._writable_message(session, message_id, actor)
             if message.user_id != actor:
                 raise Forbidden("only the author may edit a message")
-            await repository.update_message(session, message_id, body=body, edited_at=now)
+            sealed = self._sealer.seal_body(message_id, body)
+            await repository.update_message(session, message_id, body=sealed, edited_at=now)
             await repository.delete_mentions(session, message_id)
             mentions = await repository.members_among(session, channel_id, list(mentioned.values()))
             await repository.add_mentions(session, message_id, channel_id, message.seq, mentions)
-            message.body, message.edited_at = body, now
-            return Change("message.updated", (await _present(session, [message]))[0])
+            session.expunge(message)  # a detached copy: the edit above is the only write
+            message.edited_at = now
+            return Change("message.updated", (await self._present(session, [message], [body]))[0])
 
         committed = await self._ledger.commit(channel_id, actor, write)
         return committed.data
@@ -148,8 +153,9 @@ class MessageService:
             await repository.update_message(session, message_id, body=None, deleted_at=now)
             await repository.delete_mentions(session, message_id)
             await repository.remove_pin(session, message_id)
-            message.body, message.deleted_at = None, now
-            return Change("message.deleted", message_dict(message))
+            session.expunge(message)
+            message.deleted_at = now
+            return Change("message.deleted", message_dict(message, None))
 
         with contextlib.suppress(NoChange):
             await self._ledger.commit(channel_id, actor, write)
@@ -201,7 +207,7 @@ class MessageService:
                 for message_id in await repository.pins_of(session, channel_id)
                 if (message := await repository.get_message(session, message_id)) is not None
             ]
-            return await _present(session, rows)
+            return await self._present(session, rows)
 
     # Internals
 
@@ -211,12 +217,12 @@ class MessageService:
     async def _newest_page(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
         async with self._db.sessions() as session:
             rows = await repository.message_page(session, channel_id, None, None, limit)
-            return await _present(session, rows)
+            return await self._present(session, rows)
 
     async def _load(self, message_id: str) -> dict[str, Any] | None:
         async with self._db.sessions() as session:
             message = await repository.get_message(session, message_id)
-            return None if message is None else (await _present(session, [message]))[0]
+            return None if message is None else (await self._present(session, [message]))[0]
 
     async def _readable(self, session: AsyncSession, channel_id: str, actor: str) -> None:
         channel = await repository.get_channel(session, channel_id)
@@ -252,10 +258,20 @@ class MessageService:
         permissions.ensure_writable(channel)
         return message, channel, member
 
-
-async def _present(session: AsyncSession, rows: list[Message]) -> list[dict[str, Any]]:
-    ids = [m.id for m in rows]
-    mentions = await repository.mentions_for(session, ids)
-    reactions = await repository.reactions_for(session, ids)
-    pinned = await repository.pinned_ids(session, ids)
-    return [message_dict(m, mentions.get(m.id), reactions.get(m.id), m.id in pinned) for m in rows]
+    async def _present(
+        self, session: AsyncSession, rows: list[Message], bodies: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The API's shape of ``rows``, their bodies opened (or given, when just written)."""
+        ids = [m.id for m in rows]
+        mentions = await repository.mentions_for(session, ids)
+        reactions = await repository.reactions_for(session, ids)
+        pinned = await repository.pinned_ids(session, ids)
+        opened: Sequence[str | CorruptCiphertext | None] = (
+            bodies
+            if bodies is not None
+            else await self._sealer.open_bodies([(m.id, m.body) for m in rows])
+        )
+        return [
+            message_dict(m, body, mentions.get(m.id), reactions.get(m.id), m.id in pinned)
+            for m, body in zip(rows, opened, strict=True)
+        ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ultrachat.storage.base import Base
@@ -56,7 +56,8 @@ class ChannelEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[str] = mapped_column(String(36))
     subject_id: Mapped[str] = mapped_column(String(36), default="")
-    data: Mapped[str] = mapped_column(Text)  # the event's JSON, exactly as delivered
+    # The event's JSON exactly as delivered, sealed (chat/sealing.py): it holds message bodies.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -69,7 +70,7 @@ class Message(Base):
     channel_id: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(SeqInt)
     user_id: Mapped[str] = mapped_column(String(36))
-    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # sealed
     thread_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

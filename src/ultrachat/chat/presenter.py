@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ultrachat.chat.events import iso
 from ultrachat.chat.models import Channel, ChannelMember
+from ultrachat.crypto import CorruptCiphertext
 
 
 class MessageFields(Protocol):
@@ -16,7 +17,6 @@ class MessageFields(Protocol):
     channel_id: str
     seq: int
     user_id: str
-    body: str | None
     thread_id: str | None
     created_at: datetime
     edited_at: datetime | None
@@ -25,17 +25,21 @@ class MessageFields(Protocol):
 
 def message_dict(
     message: MessageFields,
+    body: str | CorruptCiphertext | None,
     mentions: list[str] | None = None,
     reactions: dict[str, list[str]] | None = None,
     pinned: bool = False,
 ) -> dict[str, Any]:
     deleted = message.deleted_at is not None
+    # A body that failed to open is reported as such (and logged by the key ring), never
+    # passed off as an empty message.
+    corrupt = isinstance(body, CorruptCiphertext)
     return {
         "id": message.id,
         "channel_id": message.channel_id,
         "seq": message.seq,
         "user_id": message.user_id,
-        "body": None if deleted else message.body,
+        "body": None if deleted or isinstance(body, CorruptCiphertext) else body,
         "thread_id": message.thread_id,
         "created_at": iso(message.created_at),
         "edited_at": iso(message.edited_at),
@@ -48,6 +52,7 @@ def message_dict(
             for emoji, users in (reactions or {}).items()
         ],
         "pinned": pinned and not deleted,
+        "corrupt": corrupt,
     }
 
 

@@ -77,6 +77,9 @@ class MessageOut(BaseModel):
     mentions: list[str]
     reactions: list[ReactionOut]
     pinned: bool
+    corrupt: bool = Field(
+        False, description="The stored body failed to decrypt (tampered or lost key); body is null."
+    )
 
 
 class MessagePage(BaseModel):

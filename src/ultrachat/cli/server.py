@@ -20,12 +20,13 @@ def migrate() -> None:
     """Create or upgrade the database schema to the newest version."""
 
     async def run(settings: Settings) -> str | None:
+        from ultrachat.crypto.setup import key_provider
         from ultrachat.storage import Database
         from ultrachat.storage.migrate import current_revision, upgrade
 
         db = Database(settings.effective_database_url)
         try:
-            await upgrade(db)
+            await upgrade(db, key_provider=lambda: key_provider(settings))
             return await current_revision(db)
         finally:
             await db.close()
@@ -68,20 +69,40 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 
 def _preflight(settings: Settings) -> None:
-    """Refuse to start, in one line, on the two mistakes that would end in a traceback."""
+    """Refuse to start, in one line, on the mistakes that would end in a traceback."""
+    from sqlalchemy import select
     from sqlalchemy.engine.url import make_url
 
+    from ultrachat.crypto.master import MasterKeyError
+    from ultrachat.crypto.models import RETIRED, DataKey
+    from ultrachat.crypto.setup import key_provider
     from ultrachat.storage import Database
-    from ultrachat.storage.migrate import current_revision
+    from ultrachat.storage.migrate import current_revision, head_revision
 
     async def check() -> str | None:
+        try:
+            provider = key_provider(settings)
+        except MasterKeyError as exc:
+            return str(exc)
         db = Database(settings.effective_database_url)
         try:
             if not await db.ping(within=5.0):
                 url = make_url(settings.effective_database_url)
                 return f"cannot reach the database at {url.render_as_string(hide_password=True)}"
-            if await current_revision(db) is None:
+            revision = await current_revision(db)
+            if revision is None:
                 return "the database has no schema yet: run `ultrachat migrate` first"
+            if revision != head_revision():
+                return f"the database schema is at {revision}: run `ultrachat migrate` first"
+            async with db.sessions() as session:
+                wrapped_by = await session.scalars(
+                    select(DataKey.kek_id).where(DataKey.state != RETIRED)
+                )
+                if any(kek != provider.key_id for kek in wrapped_by.all()):
+                    return (
+                        "the data keys were wrapped by another master key: set the"
+                        " deployment's ULTRACHAT_MASTER_KEY (or ULTRACHAT_MASTER_KEY_FILE)"
+                    )
             return None
         finally:
             await db.close()

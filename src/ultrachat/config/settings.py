@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ultrachat.cache.config import CacheConfig, build_config
@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(5.0, gt=0)
     # PostgreSQL partitions older than this many months are dropped hourly; 0 keeps them all.
     retention_months: int = Field(0, ge=0)
+
+    # Encryption at rest (docs/security.md). The master key: 32 bytes as hex or base64, or a
+    # file holding it. Neither set: SQLite generates data_dir/master.key (0600) and warns;
+    # PostgreSQL refuses to start, since every node must share one key.
+    master_key: SecretStr | None = None
+    master_key_file: Path | None = None
+    # Encryptions per data key before a new one takes over: a quarter of NIST's 2^32.
+    data_key_max_uses: int = Field(2**30, ge=64, le=2**31)
+    # How often nodes reload data keys; the re-wrap job waits this (plus 2 s) after a rotation.
+    data_key_refresh_seconds: float = Field(10.0, gt=0)
+    rewrap_batch_size: int = Field(500, ge=1, le=10_000)
 
     # Tokens and sessions (the plan's AuthConfig)
     jwt_issuer: str = "ultrachat"
@@ -103,6 +114,23 @@ class Settings(BaseSettings):
     @classmethod
     def _check_cache_resources(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         build_config(overrides=value)  # raises ValueError naming the problem
+        return value
+
+    @field_validator("master_key", "master_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("master_key")
+    @classmethod
+    def _check_master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from ultrachat.crypto.master import MasterKeyError, parse_master_key
+
+        if value is not None:
+            try:
+                parse_master_key(value.get_secret_value())
+            except MasterKeyError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("database_url")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,10 @@ from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.chat.ledger import ChannelLedger
 from ultrachat.chat.log import ChannelLog
 from ultrachat.chat.messages import MessageService
+from ultrachat.chat.sealing import ChatSealer
 from ultrachat.config import Settings
+from ultrachat.crypto.rewrap import RewrapJob
+from ultrachat.crypto.setup import data_key_ring
 from ultrachat.gateway.context import user_id_var
 from ultrachat.metrics.storage import POOLS
 from ultrachat.preferences.service import PreferencesService
@@ -139,12 +144,21 @@ class Runtime:
         token_horizon = timedelta(
             seconds=settings.access_token_ttl_seconds + settings.jwt_leeway_seconds
         )
-        self.keys = KeyRing(self.db, token_horizon)
+        self.audit = AuditLog(self.db)
+        # Encryption at rest (crypto/): data keys for message bodies, frames and secrets.
+        self.data_keys = data_key_ring(settings, self.db, on_rotated=self._record_rotation)
+        self.rewrap = RewrapJob(
+            self.db,
+            self.data_keys,
+            owner=f"{socket.gethostname()}:{os.getpid()}",
+            batch_size=settings.rewrap_batch_size,
+            grace=timedelta(seconds=settings.data_key_refresh_seconds + 2),
+        )
+        self.keys = KeyRing(self.db, token_horizon, self.data_keys)
         self.hasher = PasswordHasherPool(
             settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
         )
         self.revocations = RevocationList(self.shared_state, self.db, token_horizon)
-        self.audit = AuditLog(self.db)
         self.auth = AuthService(
             settings,
             self.db,
@@ -156,13 +170,15 @@ class Runtime:
             self.audit,
         )
         self.users = UserDirectory(self.db)
-        self.ledger = ChannelLedger(self.db, self.bus, ChatCache(self.cache))
+        self.ledger = ChannelLedger(
+            self.db, self.bus, ChatSealer(self.data_keys), ChatCache(self.cache)
+        )
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users, self.audit)
         # SQLite has one writer: a second transaction in flight would only wait for the lock.
         self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
         self.preferences = PreferencesService(self.db, self.cache)
-        self.hub = Hub(self.bus, ChannelLog(self.db), settings.ws_max_behind)
+        self.hub = Hub(self.bus, ChannelLog(self.db, self.ledger.sealer), settings.ws_max_behind)
         self.presence = PresenceHub(self.bus, self._presence_store(), settings.presence_ttl_seconds)
         self.auth.on_sessions_revoked(self._announce_revocation)
         self.maintenance = PartitionMaintenance(self.db.url, settings.retention_months)
@@ -186,7 +202,30 @@ class Runtime:
             except Exception:
                 log.warning("signing key reload failed; keeping the current keys", exc_info=True)
 
+    async def _record_rotation(self, key_id: int, reason: str) -> None:
+        await self.audit.record(
+            "keys.data_rotated",
+            target_type="data_key",
+            target_id=str(key_id),
+            details={"reason": reason},
+        )
+
+    async def _maintain_data_keys_forever(self) -> None:
+        """Follow key changes made elsewhere, and re-wrap rows after a rotation (one node at
+        a time: the job holds a lease)."""
+        while True:
+            await asyncio.sleep(self.settings.data_key_refresh_seconds)
+            try:
+                await self.data_keys.refresh()
+                if await self.rewrap.pending():
+                    await self.rewrap.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("data key refresh or re-wrap failed; retrying", exc_info=True)
+
     async def start(self) -> None:
+        await self.data_keys.start()
         await self.keys.ensure_initialized()
         if self.replicas is not None:
             await self.replicas.start()
@@ -196,6 +235,7 @@ class Runtime:
         await self.presence.start()
         await self.committer.start()
         self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
+        self._tasks.append(asyncio.create_task(self._maintain_data_keys_forever()))
         await self.maintenance.start()
         POOLS.track(*self.pools)
         # Everything loaded so far (modules, the app, the key ring) lives as long as the
@@ -214,6 +254,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.data_keys.stop()
         self.hasher.close()
         if self.redis is not None:
             await self.redis.aclose()
