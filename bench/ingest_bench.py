@@ -74,7 +74,8 @@ async def copy_rate(url: str, rows: int) -> float:
         for seq in range(1, rows + 1):
             message_id = new_id()
             records.append((message_id, id_timestamp(message_id), channel_id, seq, new_id(),
-                            f"copy {seq}", None, None, None, f"c{seq}"))
+                            # a sealed body's size: the text plus 33 bytes of envelope
+                            os.urandom(len(f"copy {seq}") + 33), None, None, None, f"c{seq}"))
         started = time.perf_counter()
         async with conn.transaction():
             await conn.copy_records_to_table(
