@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from tests.auth.factories import Account, account
-from tests.support.app import FAST_HASHING, GENEROUS_LIMITS, running_app
+from tests.support.app import FAST_HASHING, GENEROUS_LIMITS, TEST_MASTER_KEY, running_app
 from tests.support.backends import REDIS_URL, redis_prefix
 from tests.support.pg_cluster import PgServer, streaming_pair, wait_streaming
 from ultrachat.config import SettingsError, load_settings
@@ -75,6 +75,7 @@ async def node(
         database_replica_urls=[replica.url],
         data_dir=str(tmp),
         rate_limit_api_max=0,
+        master_key=TEST_MASTER_KEY,
         **FAST_HASHING,
         **GENEROUS_LIMITS,
         **overrides,

@@ -81,7 +81,8 @@ def _preflight(settings: Settings) -> None:
 
     async def check() -> str | None:
         try:
-            provider = key_provider(settings)
+            # A missing key is named first; SQLite's generated key waits for a usable database.
+            provider = key_provider(settings) if settings.is_postgres else None
         except MasterKeyError as exc:
             return str(exc)
         db = Database(settings.effective_database_url)
@@ -94,6 +95,10 @@ def _preflight(settings: Settings) -> None:
                 return "the database has no schema yet: run `ultrachat migrate` first"
             if revision != head_revision():
                 return f"the database schema is at {revision}: run `ultrachat migrate` first"
+            try:
+                provider = provider or key_provider(settings)
+            except MasterKeyError as exc:
+                return str(exc)
             async with db.sessions() as session:
                 wrapped_by = await session.scalars(
                     select(DataKey.kek_id).where(DataKey.state != RETIRED)

@@ -26,7 +26,7 @@ MONTHS_AHEAD = 3
 # Every time-series table that grows without bound (metrics history joins this list when it
 # arrives); everything (migrate, maintenance, retention, the CLI, the
 # metrics) reads it from here.
-PARTITIONED_TABLES = ("messages", "channel_events", "audit_log")
+PARTITIONED_TABLES = ("messages", "channel_events", "audit_log", "metrics_history")
 # pg_advisory_lock key for partition changes: "ucpart" in ASCII.
 LOCK_KEY = 0x756370617274
 

@@ -1,0 +1,1 @@
+"""Plans and subscriptions: the data the business metrics (MRR, churn) are computed from."""

@@ -1,0 +1,1 @@
+"""The plan's MetricsCollector, its snapshot history, the SLO report and the live feed."""
