@@ -16,7 +16,7 @@ from ultrachat.crypto.columns import MESSAGE_BODY
 from ultrachat.crypto.keyring import DataKeyRing
 from ultrachat.crypto.master import LocalMasterKey, MasterKeyError
 from ultrachat.crypto.models import ACTIVE, PRIMARY, DataKey
-from ultrachat.crypto.setup import data_key_ring
+from ultrachat.crypto.setup import data_key_ring, key_provider
 
 SMALL_LIMIT = 64  # so that a test sees several automatic rotations
 
@@ -103,3 +103,23 @@ def test_settings_refuse_a_malformed_master_key() -> None:
 
     with pytest.raises(SettingsError, match=r"ULTRACHAT_MASTER_KEY.*32 random bytes"):
         load_settings(master_key="too-short")
+
+
+async def test_a_burst_between_reservations_is_still_counted(deployment: Deployment) -> None:
+    runtime = deployment.runtime
+
+    async def reserved() -> int:
+        async with runtime.db.sessions() as session:
+            uses = await session.scalar(select(DataKey.uses).where(DataKey.state == PRIMARY))
+        assert uses is not None
+        return uses
+
+    before = await reserved()
+    ring = DataKeyRing(runtime.db, key_provider(runtime.settings), max_uses=10**8, block=16)
+    await ring.start()
+    for _ in range(3):
+        for _ in range(100):  # no await in between: the budget runs far below zero
+            ring.encrypt_text(MESSAGE_BODY, "row", "burst")
+        await ring.stop()  # the top-up the burst started has finished
+    # Every encryption is covered by a reservation (blocks of 16, so several were made).
+    assert await reserved() - before >= 300

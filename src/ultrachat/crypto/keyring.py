@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_USES = 2**30  # a quarter of the 2^32 limit (NIST SP 800-38D §8.3)
 DEFAULT_BLOCK = 65_536
 _HEADER_SIZE = 5
+_UNKNOWN_KEY_RELOAD_SECONDS = 1.0
 RotationListener = Callable[[int, str], Awaitable[None]]
 
 
@@ -74,6 +76,8 @@ class DataKeyRing:
         self._remaining = 0
         self._low_water = self._block // 4
         self._reserve_lock = asyncio.Lock()
+        self._refresh_lock = asyncio.Lock()
+        self._last_unknown_refresh = 0.0
         self._topup: asyncio.Task[None] | None = None
 
     @property
@@ -146,7 +150,7 @@ class DataKeyRing:
     async def ensure_loaded(self, blobs: Iterable[bytes]) -> None:
         """Reload the key set if a ciphertext names a key this node has not seen yet."""
         if any(self._names_unknown_key(blob) for blob in blobs):
-            await self.refresh()
+            await self._refresh_for_unknown_key()
 
     def _names_unknown_key(self, blob: bytes) -> bool:
         if len(blob) < _HEADER_SIZE:
@@ -157,6 +161,18 @@ class DataKeyRing:
 
     async def refresh(self) -> None:
         """Reload the key set; follow a new primary made by another node or the CLI."""
+        async with self._refresh_lock:
+            await self._refresh()
+
+    async def _refresh_for_unknown_key(self) -> None:
+        # A corrupt row naming a key that does not exist would otherwise cost a reload per
+        # read; concurrent readers also share one reload.
+        if time.monotonic() - self._last_unknown_refresh < _UNKNOWN_KEY_RELOAD_SECONDS:
+            return
+        self._last_unknown_refresh = time.monotonic()
+        await self.refresh()
+
+    async def _refresh(self) -> None:
         async with self._db.sessions() as session:
             rows = (await session.scalars(select(DataKey).where(DataKey.state != RETIRED))).all()
         live = {row.id for row in rows}
@@ -182,20 +198,32 @@ class DataKeyRing:
         try:
             await self._reserve()
         except Exception:
-            log.warning("reserving data key uses failed; will retry", exc_info=True)
+            log.warning("reserving data key uses failed; retrying in 1 s", exc_info=True)
+            await asyncio.sleep(1.0)  # encryptions go on meanwhile, counted as an overdraft
         finally:
             self._topup = None
 
     async def _reserve(self) -> None:
         async with self._reserve_lock:
-            need = self._block + max(0, -self._remaining)
-            rotated = await self._reserve_from_primary(need)
-            self._remaining = self._block
+            # Encryptions go on while this awaits the database: they draw on the current
+            # budget (possibly below zero). Whatever is overdrawn when the reservation is
+            # computed is paid by it; what is drawn during the await stays in _remaining.
+            overdraft = max(0, -self._remaining)
+            need = self._block + overdraft
+            previous = self._primary.id if self._primary is not None else None
+            row, rotated = await self._reserve_from_primary(need)
+            # Adopted only now, after the commit: a key whose row did not commit must never
+            # seal anything.
+            self._adopt(row)
+            if row.id == previous:
+                self._remaining += need
+            else:
+                self._remaining = self._block  # the old key's unused reservation stays counted
         if rotated is not None and self._on_rotated is not None:
             await self._on_rotated(rotated, "usage limit" if len(self._keys) > 1 else "first key")
 
-    async def _reserve_from_primary(self, need: int) -> int | None:
-        """Count ``need`` uses against the primary (or a new one); the new key's id if made."""
+    async def _reserve_from_primary(self, need: int) -> tuple[DataKey, int | None]:
+        """Count ``need`` uses against the primary (or a new one, whose id is returned too)."""
         for _attempt in range(5):
             try:
                 async with self._db.transaction() as session:
@@ -203,15 +231,13 @@ class DataKeyRing:
                     row = (await session.scalars(query)).first()
                     if row is not None and row.uses + need <= self._max_uses:
                         row.uses += need
-                        self._adopt(row)
                         DATA_KEY_RESERVED_USES.labels(str(row.id)).set(row.uses)
-                        return None
+                        return row, None
                     if row is not None:
                         row.state = ACTIVE
                         await session.flush()
                     new = await self._insert_primary(session, uses=need)
-                    self._adopt(new)
-                    return new.id
+                return new, new.id
             except IntegrityError:
                 continue  # another node made the primary at the same moment: use theirs
         raise RuntimeError("could not reserve data key uses: the primary key keeps changing")
