@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ultrachat.crypto.envelope import SealedColumn
 
-MESSAGE_BODY = SealedColumn("messages", "body", ("id", "created_at"))
+MESSAGE_BODY = SealedColumn("messages", "body", ("id",), locator_keys=("created_at",))
 # Event frames carry message bodies (message.created, message.updated): the edit history.
 EVENT_DATA = SealedColumn("channel_events", "data", ("channel_id", "seq"))
 SIGNING_KEY = SealedColumn("signing_keys", "private_pem", ("kid",))

@@ -33,29 +33,32 @@ class CorruptCiphertext(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SealedColumn:
-    """A column that stores ciphertext: its table, its name, and its row's key columns.
+    """A column that stores ciphertext: its table, its name, and how its rows are named.
 
-    ``key_columns`` are how the re-wrap job walks the table in order (they must be the
-    primary key, or lead it); ``row_id`` joins their values into the id bound into each
-    ciphertext of the column.
+    ``row_keys`` (the primary key, or its leading columns) name the row: their values,
+    joined by "/", are the row id bound into each ciphertext, and the re-wrap job walks the
+    table in their order. ``locator_keys`` are further key columns that an update must also
+    match, such as a partitioning timestamp derived from the id (``messages.created_at``):
+    they let PostgreSQL prune to one partition but are not bound, since they add nothing.
     """
 
     table: str
     column: str
-    key_columns: tuple[str, ...]
+    row_keys: tuple[str, ...]
+    locator_keys: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.table}.{self.column}"
 
-    def row_id(self, key: tuple[object, ...]) -> str:
-        # Only the id-like keys are bound: a partitioning timestamp (messages.created_at) is
-        # derived from the id, and binding its text form would tie ciphertexts to a format.
-        return "/".join(str(part) for part in key[: self.bound_keys])
-
     @property
-    def bound_keys(self) -> int:
-        return 1 if self.key_columns[-1] == "created_at" else len(self.key_columns)
+    def key_columns(self) -> tuple[str, ...]:
+        """Every column that locates a row: the row keys, then the locator keys."""
+        return self.row_keys + self.locator_keys
+
+    def row_id(self, key: tuple[object, ...]) -> str:
+        """The bound id of a row, from its ``key_columns`` values (or just its row keys)."""
+        return "/".join(str(part) for part in key[: len(self.row_keys)])
 
     def binding(self, row_id: str) -> bytes:
         return f"{self.name}\x00{row_id}".encode()

@@ -138,7 +138,7 @@ class RewrapJob:
 
     async def _step(self, column: SealedColumn, target: int) -> Progress:
         table = table_of(column)
-        bound = column.key_columns[: column.bound_keys]
+        bound = column.row_keys
         async with self._db.transaction() as session:
             run = await session.get(RewrapRun, column.name, with_for_update=True)
             if run is None or run.lease_owner != self._owner or run.target_key_id != target:
@@ -157,7 +157,7 @@ class RewrapJob:
             run.scanned += len(rows)
             run.rewrapped += len(changes)
             if rows:
-                run.cursor = orjson.dumps(list(rows[-1][: column.bound_keys])).decode()
+                run.cursor = orjson.dumps(list(rows[-1][: len(bound)])).decode()
             if len(rows) < self._batch:
                 run.finished_at, run.lease_owner, run.lease_until = datetime.now(UTC), "", None
             else:
