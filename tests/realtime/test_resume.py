@@ -12,7 +12,7 @@ import orjson
 import pytest
 import websockets
 
-from tests.realtime.helpers import channel_with, live_user
+from tests.realtime.helpers import api, channel_with, live_user
 from tests.realtime.live import (
     channel_head,
     connected,
@@ -76,6 +76,32 @@ async def test_channel_left_out_of_resume_starts_live(nodes: list[Node]) -> None
             assert seqs(client, resumed) == [2]
             assert seqs(client, skipped) == [now["seq"]]  # nothing replayed, live only
             assert now["seq"] == await channel_head(node, ann, skipped)
+        finally:
+            await client.close()
+
+
+async def test_a_member_who_left_and_came_back_resumes_through_the_leave(
+    nodes: list[Node],
+) -> None:
+    node, other = nodes[0], nodes[-1]
+    ann, bob = await live_user(node), await live_user(node)
+    channel_id = await channel_with(node, ann, bob)  # seq 1 created (bob a member)
+    await post_message(node, ann, channel_id, "before")
+    left = await api(node, bob, "POST", f"/api/v1/channels/{channel_id}/leave")
+    assert left.status_code == 204, left.text
+    await post_message(node, ann, channel_id, "while bob was away")
+    joined = await api(node, bob, "POST", f"/api/v1/channels/{channel_id}/join")
+    assert joined.status_code == 200, joined.text
+    last = await post_message(node, ann, channel_id, "after he came back")
+    async with connected((node, ann)) as (sender,):
+        client = RealtimeClient(other.ws, bob.token)
+        try:
+            await client.connect(resume={channel_id: 0})
+            await wait_seq(client, channel_id, last["seq"])
+            live = await send_and_ack(sender, channel_id, "live")
+            await wait_seq(client, channel_id, live["seq"])
+            # The old leave did not end delivery: everything, then live.
+            assert seqs(client, channel_id) == list(range(1, live["seq"] + 1))
         finally:
             await client.close()
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ultrachat.chat.events import MEMBER_LEFT, Envelope
+from ultrachat.chat.events import MEMBER_JOINED, MEMBER_LEFT, Envelope
 from ultrachat.metrics.chat import GAP_FILLS, WS_DELIVERIES
 from ultrachat.realtime.connection import Connection
 
@@ -150,12 +150,26 @@ class ChannelFeed:
 
     def _go_live(self, connection: Connection, last_seq: int) -> bool:
         buffered = self.syncing.pop(connection.id, [])
+        # As in the replay (hub.catch_up): the user's leave ends delivery only if no later
+        # join of theirs follows it in what was held back.
+        after_leave: list[str] | None = None
         for envelope in buffered:
-            if envelope.seq > last_seq:
-                connection.push(envelope.frame)
-                if envelope.kind == MEMBER_LEFT and envelope.subject == connection.user_id:
-                    connection.channels.discard(self.channel_id)
-                    return False
+            if envelope.seq <= last_seq:
+                continue
+            own = envelope.subject == connection.user_id
+            if after_leave is not None:
+                after_leave.append(envelope.frame)
+                if own and envelope.kind == MEMBER_JOINED:
+                    for frame in after_leave:
+                        connection.push(frame)
+                    after_leave = None
+                continue
+            connection.push(envelope.frame)
+            if own and envelope.kind == MEMBER_LEFT:
+                after_leave = []
+        if after_leave is not None:
+            connection.channels.discard(self.channel_id)
+            return False
         self.live[connection.id] = connection
         return True
 

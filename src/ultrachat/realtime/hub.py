@@ -17,6 +17,7 @@ import orjson
 
 from ultrachat.bus import Bus
 from ultrachat.chat.events import (
+    MEMBER_JOINED,
     MEMBER_LEFT,
     SESSIONS_REVOKED_TOPIC,
     Envelope,
@@ -138,6 +139,10 @@ class Hub:
         if feed is None or connection.id not in feed.syncing:
             return
         last = after
+        # The user's own leave is final only if no later join follows it (a member who left
+        # and came back resumes from before the leave): events after a leave wait here until
+        # a join releases them, or are dropped with the connection at the head.
+        after_leave: list[str] | None = None
         try:
             while True:
                 events = await self._log.after(channel_id, last, REPLAY_PAGE)
@@ -152,18 +157,29 @@ class Hub:
                         return  # dropped meanwhile (closed, removed, re-joined)
                     if event.seq > feed.head:
                         break  # not delivered by this node yet: the feed brings it
+                    last = event.seq
+                    own = event.subject == connection.user_id
+                    if after_leave is not None:
+                        after_leave.append(event.frame)
+                        if own and event.kind == MEMBER_JOINED:
+                            for frame in after_leave:
+                                connection.push(frame)
+                                WS_REPLAYED.inc()
+                            after_leave = None
+                        continue
                     connection.push(event.frame)
                     WS_REPLAYED.inc()
-                    last = event.seq
-                    if event.kind == MEMBER_LEFT and event.subject == connection.user_id:
-                        feed.remove(connection)
-                        return
+                    if own and event.kind == MEMBER_LEFT:
+                        after_leave = []
                 feed.forget_replayed(connection, last)
                 if last >= feed.head or not events:
                     break
         except BaseException:
             feed.remove(connection)
             raise
+        if after_leave is not None:
+            feed.remove(connection)  # they left and have not come back
+            return
         feed.finish_sync(connection, last)
 
     def detach(self, connection: Connection, channel_id: str) -> None:
