@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 import websockets
 
 from tests.realtime.helpers import channel_with, live_user
@@ -42,5 +43,15 @@ async def test_bad_token_closes_4401(nodes: list[Node]) -> None:
 
 async def test_no_hello_closes_4400(nodes: list[Node]) -> None:
     async with websockets.connect(nodes[0].ws) as ws:
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert ws.close_code == 4400
+
+
+@pytest.mark.parametrize("seq", [-1, 2**63, "5", True, 1.5])
+async def test_a_resume_seq_out_of_range_closes_4400(nodes: list[Node], seq: object) -> None:
+    user = await live_user(nodes[0])
+    async with websockets.connect(nodes[0].ws) as ws:
+        hello = {"type": "hello", "token": user.token, "resume": {"c": seq}}
+        await ws.send(orjson.dumps(hello).decode())
         await asyncio.wait_for(ws.wait_closed(), 5)
     assert ws.close_code == 4400

@@ -12,6 +12,7 @@ from ultrachat.auth.dependencies import Claims
 from ultrachat.chat.channels import ChannelService
 from ultrachat.chat.messages import MAX_PAGE, MessageService
 from ultrachat.chat.schemas import (
+    MAX_SEQ,
     ChannelCreate,
     ChannelList,
     ChannelOut,
@@ -163,8 +164,8 @@ async def history(
     channel_id: ChannelId,
     claims: Claims,
     messages: Messages,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Response:
     rows = await messages.history(claims.user_id, channel_id, after_seq, before_seq, limit)

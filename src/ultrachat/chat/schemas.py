@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ultrachat.errors import InvalidInput
 
@@ -23,7 +23,41 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# Seqs are 64-bit integers in the database (BIGINT; SQLite's INTEGER): a larger number could
+# not even be compared with one there, so the API refuses it.
+MAX_SEQ = 2**63 - 1
+
+# A channel name as the service takes it: not blank, no control characters (surrounding
+# whitespace is trimmed). The service also refuses what Python does not call printable, such
+# as unassigned code points, which a pattern cannot say.
+CHANNEL_NAME = r"^\s*[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?\s*$"
+
+
+def _integral_number(value: object) -> object:
+    """JSON has one number type: ``5.0`` is the integer 5 (JSON Schema's ``integer`` agrees)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer in a strict body: no strings or booleans, but any JSON spelling of an integer.
+JsonInt = Annotated[int, BeforeValidator(_integral_number)]
+
+
 class ChannelCreate(StrictBody):
+    # The service's rule, stated for clients and fuzzers (the service checks it, with a
+    # clearer message than a schema error): a public or private channel needs a name; a DM
+    # has none (a name given is ignored).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "dm"}}},
+            "else": {
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "pattern": CHANNEL_NAME}},
+            },
+        }
+    )
+
     name: str | None = Field(default=None, min_length=1, max_length=80)
     kind: Literal["public", "private", "dm"]
     topic: str = Field(default="", max_length=250)
@@ -55,7 +89,7 @@ class MessageEdit(StrictBody):
 
 
 class ReadMarker(StrictBody):
-    seq: int = Field(ge=0)
+    seq: JsonInt = Field(ge=0, le=MAX_SEQ)
 
 
 class ReactionOut(BaseModel):

@@ -41,9 +41,15 @@ def migrate() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the API and WebSocket endpoint."""
+    import logging.config
+
     import uvicorn
 
+    from ultrachat.logs import logging_config
+
     settings = settings_or_exit()
+    # Installed now for the preflight's warnings, and again by uvicorn in each worker.
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     if workers > 1 and not settings.redis_url:
         raise click.ClickException(
             "--workers > 1 needs ULTRACHAT_REDIS_URL: workers share state through Redis"
@@ -57,8 +63,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         workers=workers,
         loop="uvloop",
         http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
+        # Levels too (uvicorn's log_level would lower its loggers to DEBUG: frames, tokens).
+        log_config=logging_config(settings.log_level, settings.log_format),
+        access_log=False,  # EdgeMiddleware logs one line per request (ultrachat.access)
         server_header=False,
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_interval_seconds,

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # JSON lines for log shippers; "text" for a person at a terminal (docs/operations.md).
+    log_format: Literal["json", "text"] = "json"
 
     # Storage and shared backends
     data_dir: Path = Path("var")
@@ -44,6 +46,12 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(5.0, gt=0)
     # PostgreSQL partitions older than this many months are dropped hourly; 0 keeps them all.
     retention_months: int = Field(0, ge=0)
+
+    # Monitoring (docs/monitoring.md): the collector's period, how long its snapshots are
+    # kept (0 keeps them all), and the live feed's period.
+    metrics_interval_seconds: float = Field(60.0, ge=1)
+    metrics_retention_days: int = Field(30, ge=0)
+    metrics_live_interval_seconds: float = Field(2.0, ge=0.1)
 
     # Encryption at rest (docs/security.md). The master key: 32 bytes as hex or base64, or a
     # file holding it. Neither set: SQLite generates data_dir/master.key (0600) and warns;

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import TimeoutError as DatabasePoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from ultrachat.errors import UltraChatError
 from ultrachat.gateway.context import request_id_var
@@ -49,6 +50,26 @@ def _describe_validation(exc: RequestValidationError) -> str:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         parts.append(f"{location}: {error.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
+
+
+# Methods a route of this API can serve; an Allow header lists those served at the path.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (RFC 9110: a 405 names them all).
+
+    Starlette's 405 names only the methods of the first route whose path matched, so
+    ``OPTIONS /api/v1/channels`` would answer ``Allow: GET`` though POST is served too.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    )
 
 
 def _redis_unavailable_errors() -> tuple[type[Exception], ...]:
@@ -93,10 +114,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_input", _describe_validation(exc))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         code = _CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:

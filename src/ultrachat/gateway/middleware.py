@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -19,11 +20,14 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ultrachat.gateway.context import client_ip_var, request_id_var
+from ultrachat.gateway.context import client_ip_var, request_id_var, user_id_var
 from ultrachat.gateway.errors import error_response
 from ultrachat.metrics.http import REQUEST_DURATION
 
 log = logging.getLogger(__name__)
+# One line per HTTP request (ultrachat/logs.py): INFO, or WARNING for a 5xx, so that at
+# ULTRACHAT_LOG_LEVEL=warning a successful request costs one isEnabledFor and no formatting.
+access_log = logging.getLogger("ultrachat.access")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Any other method is labelled "other": clients choose the method, and labels must stay bounded.
@@ -38,9 +42,16 @@ def route_template(scope: Scope) -> str:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        on_user: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Told the id of each authenticated caller, after the response (active users).
+        self.on_user = on_user
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -50,12 +61,15 @@ class EdgeMiddleware:
         token = request_id_var.set(request_id)
         client = scope.get("client")
         ip_token = client_ip_var.set(str(client[0]) if client else "")
+        # The auth dependency sets the user id; this layer scopes it to the request.
+        user_token = user_id_var.set("")
         try:
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)
             else:
                 await self._http(scope, receive, send, request_id)
         finally:
+            user_id_var.reset(user_token)
             client_ip_var.reset(ip_token)
             request_id_var.reset(token)
 
@@ -99,10 +113,24 @@ class EdgeMiddleware:
                 scope, receive, send_with_id
             )
         finally:
+            elapsed = time.perf_counter() - started
+            route = route_template(scope)
             method = scope["method"] if scope["method"] in _METRIC_METHODS else "other"
-            REQUEST_DURATION.labels(route_template(scope), method, str(status)).observe(
-                time.perf_counter() - started
-            )
+            REQUEST_DURATION.labels(route, method, str(status)).observe(elapsed)
+            if self.on_user is not None and (user_id := user_id_var.get()):
+                self.on_user(user_id)
+            level = logging.WARNING if status >= 500 else logging.INFO
+            if access_log.isEnabledFor(level):
+                access_log.log(
+                    level,
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    },
+                )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

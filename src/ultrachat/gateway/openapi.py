@@ -17,5 +17,10 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+# The envelope is JSON whatever an operation answers on success. Given only a ``model``,
+# FastAPI files it under the route's own media type: text/event-stream for an event stream.
+_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorEnvelope} for status in statuses}
+    return {status: {"model": ErrorEnvelope, "content": _JSON} for status in statuses}

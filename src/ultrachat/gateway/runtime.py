@@ -22,6 +22,7 @@ from ultrachat.auth.keys import KeyRing
 from ultrachat.auth.passwords import PasswordHasherPool
 from ultrachat.auth.revocation import RevocationList
 from ultrachat.auth.service import AuthService
+from ultrachat.billing.service import BillingService
 from ultrachat.bus import Bus
 from ultrachat.bus.memory import MemoryBus
 from ultrachat.cache import Cache
@@ -40,6 +41,7 @@ from ultrachat.crypto.rewrap import RewrapJob
 from ultrachat.crypto.setup import data_key_ring
 from ultrachat.gateway.context import user_id_var
 from ultrachat.metrics.storage import POOLS
+from ultrachat.monitoring.setup import monitoring_for
 from ultrachat.preferences.service import PreferencesService
 from ultrachat.ratelimit import RateLimiter
 from ultrachat.ratelimit.memory import MemoryRateLimiter
@@ -178,10 +180,13 @@ class Runtime:
         self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
         self.preferences = PreferencesService(self.db, self.cache)
+        self.billing = BillingService(self.db, self.audit)
         self.hub = Hub(self.bus, ChannelLog(self.db, self.ledger.sealer), settings.ws_max_behind)
         self.presence = PresenceHub(self.bus, self._presence_store(), settings.presence_ttl_seconds)
         self.auth.on_sessions_revoked(self._announce_revocation)
         self.maintenance = PartitionMaintenance(self.db.url, settings.retention_months)
+        # The MetricsCollector and the admins' live feed (docs/monitoring.md).
+        self.collector, self.live = monitoring_for(self)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _presence_store(self) -> PresenceStore:
@@ -238,12 +243,16 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._maintain_data_keys_forever()))
         await self.maintenance.start()
         POOLS.track(*self.pools)
+        await self.collector.start()
+        await self.live.start()
         # Everything loaded so far (modules, the app, the key ring) lives as long as the
         # process: move it out of the collector's sight so full collections stay short.
         gc.collect()
         gc.freeze()
 
     async def stop(self) -> None:
+        await self.live.stop()
+        await self.collector.stop()  # its last snapshot needs the database, bus and pools
         POOLS.untrack(*self.pools)
         await self.maintenance.stop()
         await self.hub.stop(CLOSE_SERVICE_RESTART, "server restarting; reconnect and resume")

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from ultrachat.chat.schemas import MAX_SEQ
 from ultrachat.errors import UltraChatError, Unauthorized
 from ultrachat.realtime.connection import CLOSE_BAD_HELLO, CLOSE_UNAUTHORIZED, Connection
 from ultrachat.realtime.presence import STATUSES
@@ -107,7 +108,10 @@ def _parse_hello(text: str) -> tuple[str, dict[str, int]] | str:
         not isinstance(resume, dict)
         or len(resume) > MAX_RESUME_CHANNELS
         or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            isinstance(k, str)
+            and isinstance(v, int)
+            and not isinstance(v, bool)
+            and 0 <= v <= MAX_SEQ  # what the database's BIGINT holds
             for k, v in resume.items()
         )
     ):
