@@ -6,6 +6,7 @@ import click
 
 from ultrachat.cli.audit import audit
 from ultrachat.cli.keys import keys
+from ultrachat.cli.loadtest import loadtest
 from ultrachat.cli.monitoring import slo
 from ultrachat.cli.partitions import partitions
 from ultrachat.cli.server import migrate, serve
@@ -17,7 +18,7 @@ def main() -> None:
     """UltraChat: a self-hostable real-time chat platform."""
 
 
-for command in (migrate, serve, keys, partitions, users, audit, slo):
+for command in (migrate, serve, keys, partitions, users, audit, slo, loadtest):
     main.add_command(command)
 
 __all__ = ["main"]

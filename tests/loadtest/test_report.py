@@ -1,0 +1,156 @@
+"""The report's arithmetic: percentiles, lost and duplicated deliveries, a connection's books."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from ultrachat.loadtest.histogram import Histogram
+from ultrachat.loadtest.kpi import evaluate
+from ultrachat.loadtest.report import check_deliveries
+from ultrachat.loadtest.scenario import Shape
+from ultrachat.loadtest.worker import ConnPlan, Worker, WorkerPlan
+
+
+def exact(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def test_percentiles_are_within_one_percent() -> None:
+    rng = random.Random(1)
+    values = [rng.lognormvariate(8, 1.2) for _ in range(20_000)]  # µs, ms-scale latencies
+    h = Histogram()
+    for v in values:
+        h.record(v)
+    for q in (50, 90, 95, 99, 99.9):
+        got = h.percentile(q)
+        assert got is not None
+        assert got == pytest.approx(exact(values, q) / 1000, rel=0.01)
+    assert h.percentile(100) == pytest.approx(max(values) / 1000)
+    assert h.summary()["max_ms"] == round(max(values) / 1000, 2)
+
+
+def test_histograms_merge_across_processes() -> None:
+    rng = random.Random(2)
+    parts = [[rng.uniform(100, 90_000) for _ in range(3000)] for _ in range(3)]
+    merged, whole = Histogram(), Histogram()
+    for part in parts:
+        h = Histogram()
+        for v in part:
+            h.record(v)
+            whole.record(v)
+        merged.merge(Histogram.from_wire(h.to_wire()))  # as if pickled from a worker
+    assert merged.counts == whole.counts and merged.count == 9000
+    assert merged.percentile(99) == whole.percentile(99)
+    assert Histogram().percentile(50) is None
+    assert Histogram().summary()["p99_ms"] is None
+
+
+def test_every_acked_delivery_is_accounted_for() -> None:
+    # Channel 0: seqs 5..8 acked; channel 1: seq 3. Seq 9 in channel 0 was never acked.
+    acked = {0: [5, 6, 7, 8], 1: [3]}
+    perfect = ([0, 1], [8, 3], {}, 0)
+    tail_missing = ([0, 1], [6, 3], {}, 0)  # 7 and 8 never came
+    hole = ([0], [9], {0: [6, 9]}, 2)  # 6 skipped (lost); 9 skipped but was not acked
+    result = check_deliveries(acked, [perfect, tail_missing, hole])
+    assert result.expected == 5 + 5 + 4
+    assert result.lost == 2 + 1
+    assert result.delivered == result.expected - 3
+    assert result.duplicated == 2
+    assert {(e["connection"], e["seq"]) for e in result.lost_examples} == {(1, 7), (1, 8), (2, 6)}
+
+
+def test_impossible_acks_are_flagged() -> None:
+    result = check_deliveries({0: [5, 5, 6]}, [([0], [6], {}, 0)], baseline=[5])
+    assert result.acked_seq_collisions == 1  # two messages acked with seq 5
+    assert result.acked_before_run == 2  # seq 5 existed before the run began
+    assert (result.expected, result.lost) == (2, 0)
+
+
+def plan() -> WorkerPlan:
+    return WorkerPlan(
+        index=0,
+        ws_urls=["ws://127.0.0.1:1/api/v1/ws"],
+        http_urls=["http://127.0.0.1:1"],
+        tokens={0: "t"},
+        user_channels={0: [3, 4]},
+        channel_ids={3: "c3", 4: "c4"},
+        connections=[ConnPlan(0, 0, None)],
+        rate=0.0,
+        rest_mix={},
+        shape=Shape("steady"),
+        duration=1.0,
+        body_bytes=64,
+        connect_concurrency=1,
+        connect_timeout=1.0,
+        drain_timeout=1.0,
+        seed=1,
+    )
+
+
+def event(channel: str, seq: int, body: str = "lt:0;x;") -> bytes:
+    data: dict[str, Any] = {"body": body}
+    return orjson.dumps(
+        {
+            "type": "event",
+            "channel_id": channel,
+            "seq": seq,
+            "event": "message.created",
+            "data": data,
+        }
+    )
+
+
+def test_a_connection_books_order_gaps_duplicates_and_resets() -> None:
+    worker = Worker(plan(), None, None)
+    conn = worker.conns[0]
+    conn.on_frame(event("c3", 1))
+    assert worker.stats.early == 1  # before the run starts: ignored
+    conn.heads = [10, 20]
+    conn.live = True
+    for seq in (11, 12, 14, 12, 13):  # 13 is late (fills the gap), 12 comes twice
+        conn.on_frame(event("c3", seq))
+    assert conn.heads[0] == 14 and conn.gaps == {0: set()}
+    assert (worker.stats.duplicates, worker.stats.reorders, worker.stats.delivered) == (1, 1, 4)
+    conn.on_frame(orjson.dumps({"type": "reset", "channel_id": "c4", "seq": 25}))
+    assert conn.heads[1] == 25 and conn.gaps[1] == {21, 22, 23, 24, 25}
+    conn.on_frame(event("elsewhere", 1))
+    assert worker.stats.foreign == 1
+    user, heads, skipped, dups = conn.state()
+    assert (user, heads, skipped, dups) == (0, [14, 25], {1: [21, 22, 23, 24, 25]}, 1)
+
+
+def test_a_connection_books_acks_and_refusals() -> None:
+    worker = Worker(plan(), None, None)
+    conn = worker.conns[0]
+    conn.pending = {"a": (3, 0, b""), "b": (4, 0, b"")}
+    conn.on_frame(orjson.dumps({"type": "ack", "client_msg_id": "a", "message_id": "m", "seq": 7}))
+    conn.on_frame(orjson.dumps({"type": "ack", "client_msg_id": "a", "message_id": "m", "seq": 7}))
+    conn.on_frame(orjson.dumps({"type": "error", "client_msg_id": "b", "code": "forbidden"}))
+    assert worker.acks == {3: [7]}
+    assert (worker.stats.acked, worker.stats.extra_acks) == (1, 1)
+    assert worker.stats.send_errors == {"forbidden": 1}
+    assert conn.pending == {}
+
+
+def test_kpis_not_exercised_say_so() -> None:
+    report: dict[str, Any] = {
+        "connections": {"made": 10, "users": 5},
+        "messages": {"sent": 0, "acked_per_second": 0.0},
+        "latency_ms": {"rest_all": {"p99_ms": None}},
+        "errors": {"total": 0, "operations": 10, "rate": 0.0},
+        "server": None,
+        "deliveries": {"expected": 0, "lost": 0, "duplicated": 0},
+    }
+    status = {line["kpi"]: line["status"] for line in evaluate(report)}
+    assert status["API response time"] == "not measured"
+    assert status["Cache hit rate"] == "not measured"
+    assert status["Message processing"] == "not measured"
+    assert status["Error rate"] == "pass"
+    assert status["Real-time connections"] == "fail"  # 10 of 50,000
+    assert status["Lost deliveries"] == "not measured"
