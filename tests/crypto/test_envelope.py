@@ -55,6 +55,9 @@ async def test_nonces_are_never_repeated(deployment: Deployment) -> None:
         for _ in range(2000)
     }
     assert len(nonces) == 2000
+    batch = ring.encrypt_many(MESSAGE_BODY, [(f"row-{i}", "same") for i in range(2000)])
+    assert len({sealed[HEADER.size : HEADER.size + NONCE_BYTES] for sealed in batch}) == 2000
+    assert ring.decrypt_text(MESSAGE_BODY, "row-7", batch[7]) == "same"
 
 
 async def test_swapped_bodies_are_reported_as_corrupt_not_empty(deployment: Deployment) -> None:

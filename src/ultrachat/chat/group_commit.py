@@ -192,7 +192,8 @@ class GroupCommitter:
             events: list[dict[str, Any]] = []
             committed: list[Committed] = []
             last_seqs: dict[str, int] = {}
-            sealer = self._ledger.sealer
+            bodies: list[tuple[str, str]] = []
+            frames: list[tuple[str, int, str]] = []
             for channel_id, indexes in accepted.items():
                 seq = channels[channel_id][0]
                 for index in indexes:
@@ -204,7 +205,8 @@ class GroupCommitter:
                     )
                     data = message_dict(message, pending.body, mentioned)
                     frame = event_frame(channel_id, seq, "message.created", data)
-                    messages.append(_row(message, sealer.seal_body(message.id, pending.body)))
+                    messages.append(_row(message))
+                    bodies.append((message.id, pending.body))
                     if pending.client_msg_id:
                         keys.append(_key(pending, message.id, now))
                     mentions.extend(
@@ -216,11 +218,17 @@ class GroupCommitter:
                         }
                         for u in mentioned
                     )
-                    sealed_frame = sealer.seal_frame(channel_id, seq, frame)
-                    events.append(_event(channel_id, seq, pending.actor, sealed_frame, now))
+                    events.append(_event(channel_id, seq, pending.actor, now))
+                    frames.append((channel_id, seq, frame))
                     committed.append(Committed(channel_id, seq, "message.created", frame, data))
                     outcomes[index] = SendOutcome(data=data)
                 last_seqs[channel_id] = seq
+            # Sealed as a batch, not one by one: one draw of randomness for all the nonces.
+            sealer = self._ledger.sealer
+            for row, sealed in zip(messages, sealer.seal_bodies(bodies), strict=True):
+                row["body"] = sealed
+            for row, sealed in zip(events, sealer.seal_frames(frames), strict=True):
+                row["data"] = sealed
             await batch_repository.set_last_seqs(session, last_seqs)
             await batch_repository.insert_rows(session, Message, messages)
             await batch_repository.insert_rows(session, MessageClientId, keys)
@@ -293,14 +301,14 @@ def _message(pending: PendingSend, seq: int, roots: dict[str, Message]) -> _NewM
     )
 
 
-def _row(message: _NewMessage, sealed_body: bytes) -> dict[str, Any]:
+def _row(message: _NewMessage) -> dict[str, Any]:
     return {
         "id": message.id,
         "created_at": message.created_at,
         "channel_id": message.channel_id,
         "seq": message.seq,
         "user_id": message.user_id,
-        "body": sealed_body,
+        "body": None,  # sealed with the rest of the batch
         "thread_id": message.thread_id,
         "edited_at": None,
         "deleted_at": None,
@@ -318,13 +326,13 @@ def _key(pending: PendingSend, message_id: str, now: datetime) -> dict[str, Any]
     }
 
 
-def _event(channel_id: str, seq: int, actor: str, frame: bytes, now: datetime) -> dict[str, Any]:
+def _event(channel_id: str, seq: int, actor: str, now: datetime) -> dict[str, Any]:
     return {
         "channel_id": channel_id,
         "seq": seq,
         "kind": "message.created",
         "actor_id": actor,
         "subject_id": "",
-        "data": frame,
+        "data": None,  # sealed with the rest of the batch
         "created_at": now,
     }

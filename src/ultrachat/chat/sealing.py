@@ -25,6 +25,16 @@ class ChatSealer:
     def seal_body(self, message_id: str, body: str) -> bytes:
         return self._ring.encrypt_text(MESSAGE_BODY, message_id, body)
 
+    def seal_bodies(self, bodies: Sequence[tuple[str, str]]) -> list[bytes]:
+        """(message id, body) pairs, sealed in one go (the group commit's batch)."""
+        return self._ring.encrypt_many(MESSAGE_BODY, bodies)
+
+    def seal_frames(self, frames: Sequence[tuple[str, int, str]]) -> list[bytes]:
+        """(channel id, seq, frame) triples, sealed in one go."""
+        return self._ring.encrypt_many(
+            EVENT_DATA, [(event_row_id(c, seq), frame) for c, seq, frame in frames]
+        )
+
     def seal_frame(self, channel_id: str, seq: int, frame: str) -> bytes:
         return self._ring.encrypt_text(EVENT_DATA, event_row_id(channel_id, seq), frame)
 

@@ -12,7 +12,7 @@ the key ring rotates keys long before the 2^32 encryptions that allows.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 VERSION = 1
 HEADER = struct.Struct(">BI")
@@ -46,6 +46,11 @@ class SealedColumn:
     column: str
     row_keys: tuple[str, ...]
     locator_keys: tuple[str, ...] = ()
+    # "table.column" and a NUL, encoded once: every seal and open of the column starts so.
+    binding_prefix: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "binding_prefix", f"{self.table}.{self.column}\x00".encode())
 
     @property
     def name(self) -> str:
@@ -61,7 +66,7 @@ class SealedColumn:
         return "/".join(str(part) for part in key[: len(self.row_keys)])
 
     def binding(self, row_id: str) -> bytes:
-        return f"{self.name}\x00{row_id}".encode()
+        return self.binding_prefix + row_id.encode()
 
 
 def header(key_id: int) -> bytes:

@@ -112,6 +112,23 @@ class DataKeyRing:
     def encrypt_text(self, column: SealedColumn, row_id: str, plaintext: str) -> bytes:
         return self.encrypt(column, row_id, plaintext.encode())
 
+    def encrypt_many(self, column: SealedColumn, items: Sequence[tuple[str, str]]) -> list[bytes]:
+        """Seal (row id, text) pairs: the group commit's path, one budget check and one
+        draw of randomness (a fresh 96-bit nonce each) for the whole batch."""
+        key = self._primary
+        if key is None:
+            raise RuntimeError("data key ring not started")
+        self._remaining -= len(items)
+        if self._remaining <= self._low_water and self._topup is None:
+            self._topup = asyncio.get_running_loop().create_task(self._top_up())
+        randomness = os.urandom(NONCE_BYTES * len(items))
+        encrypt, prefix, sealed = key.aead.encrypt, key.header, []
+        for index, (row_id, plaintext) in enumerate(items):
+            nonce = randomness[index * NONCE_BYTES : (index + 1) * NONCE_BYTES]
+            associated = prefix + column.binding(row_id)
+            sealed.append(prefix + nonce + encrypt(nonce, plaintext.encode(), associated))
+        return sealed
+
     def decrypt(self, column: SealedColumn, row_id: str, blob: bytes) -> bytes:
         """The plaintext; CorruptCiphertext (never empty text) when it does not open."""
         try:
