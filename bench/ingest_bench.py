@@ -95,6 +95,12 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     await db.close()
     runtime = Runtime(settings)
     await runtime.start()
+    if args.encryption == "off":
+        # Measurement only, never a product mode: the same path with the sealing step
+        # replaced by a plain encode, so the difference is exactly what encryption costs.
+        sealer = runtime.ledger.sealer
+        sealer.seal_bodies = lambda items: [b.encode() for _, b in items]  # type: ignore[method-assign]
+        sealer.seal_frames = lambda items: [f.encode() for _, _, f in items]  # type: ignore[method-assign]
     try:
         layout = await setup(runtime, 50, 5)
         rate, latencies = await ingest(runtime, layout, args.messages, args.producers)
@@ -105,6 +111,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "database": settings.effective_database_url.split("@")[-1],
         "messages": len(latencies),
         "producers": args.producers,
+        "encryption": args.encryption,
         "ingest_msgs_per_s": round(rate),
         "ack_ms_p50": round(latencies[len(latencies) // 2], 2),
         "ack_ms_p99": round(latencies[int(len(latencies) * 0.99)], 2),
@@ -121,5 +128,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--producers", type=int, default=400)
+    parser.add_argument("--encryption", choices=["on", "off"], default="on")
     os.environ.setdefault("ULTRACHAT_LOG_LEVEL", "warning")
     print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))
