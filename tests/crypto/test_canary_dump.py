@@ -16,7 +16,7 @@ from sqlalchemy.engine.url import make_url
 
 from tests.auth.factories import account
 from tests.chat.factories import API, create, send
-from tests.crypto.conftest import Deployment
+from tests.support.deployment import Deployment
 from ultrachat.auth.keys import rotate
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from tests.auth.factories import account
 from tests.chat.factories import API, create, get_message, history, send
-from tests.crypto.conftest import Deployment
+from tests.support.deployment import Deployment
 from ultrachat.chat.log import ChannelLog
 from ultrachat.chat.models import ChannelEvent, Message
 from ultrachat.crypto import CorruptCiphertext

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from tests.auth.factories import account
 from tests.chat.factories import create, history, send
-from tests.crypto.conftest import Deployment
+from tests.support.deployment import Deployment
 from ultrachat.audit.models import AuditRecord
 from ultrachat.crypto import CorruptCiphertext
 from ultrachat.crypto.columns import MESSAGE_BODY

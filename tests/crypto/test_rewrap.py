@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from tests.auth.factories import account
 from tests.chat.factories import API, create, history, send
-from tests.crypto.conftest import Deployment
+from tests.support.deployment import Deployment
 from ultrachat.chat.log import ChannelLog
 from ultrachat.crypto.columns import MESSAGE_BODY, SEALED_COLUMNS
 from ultrachat.crypto.inventory import key_usage, retire

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy import select
 
 from tests.auth.factories import account
-from tests.monitoring.conftest import Deployment
+from tests.support.deployment import Deployment
 from ultrachat.monitoring import history
 from ultrachat.monitoring.currency import major_units
 from ultrachat.monitoring.models import MetricsSnapshot
