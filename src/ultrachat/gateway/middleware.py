@@ -41,6 +41,9 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+WS_SEND_KEY = "ultrachat.ws_send"  # the ASGI server's send, in a WebSocket scope
+
+
 class EdgeMiddleware:
     def __init__(
         self,
@@ -65,6 +68,9 @@ class EdgeMiddleware:
         user_token = user_id_var.set("")
         try:
             if scope["type"] == "websocket":
+                # The server's own send, for the real-time writer's per-frame fast path
+                # (realtime/connection.py): it skips the framework's per-message wrappers.
+                scope[WS_SEND_KEY] = send
                 await self.app(scope, receive, send)
             else:
                 await self._http(scope, receive, send, request_id)

@@ -181,7 +181,12 @@ class Runtime:
         self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
         self.preferences = PreferencesService(self.db, self.cache)
         self.billing = BillingService(self.db, self.audit)
-        self.hub = Hub(self.bus, ChannelLog(self.db, self.ledger.sealer), settings.ws_max_behind)
+        self.hub = Hub(
+            self.bus,
+            ChannelLog(self.db, self.ledger.sealer),
+            settings.ws_max_behind,
+            sweep_interval=settings.ws_ping_interval_seconds,
+        )
         self.presence = PresenceHub(self.bus, self._presence_store(), settings.presence_ttl_seconds)
         self.auth.on_sessions_revoked(self._announce_revocation)
         self.maintenance = PartitionMaintenance(self.db.url, settings.retention_months)

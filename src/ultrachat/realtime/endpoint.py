@@ -37,24 +37,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     runtime = ws.app.state.runtime
     settings = runtime.settings
     await ws.accept()
-    try:
-        hello = await asyncio.wait_for(ws.receive_text(), settings.ws_hello_timeout_seconds)
-    except TimeoutError:
-        await ws.close(CLOSE_BAD_HELLO, "no hello within the time limit")
+    accepted = await _handshake(runtime, ws)
+    if accepted is None:
         return
-    except (WebSocketDisconnect, RuntimeError, KeyError):
-        return
-    parsed = _parse_hello(hello)
-    if isinstance(parsed, str):
-        await ws.close(CLOSE_BAD_HELLO, parsed)
-        return
-    token, resume = parsed
-    try:
-        claims = await runtime.auth.authenticate(token)
-    except Unauthorized as exc:
-        await ws.close(CLOSE_UNAUTHORIZED, exc.message)
-        return
-
+    claims, resume = accepted
+    del accepted
     connection = Connection(
         new_id(), ws, claims.user_id, claims.session_id, settings.ws_send_queue_max
     )
@@ -64,32 +51,48 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     connection.push(_frame(type="ready", user_id=claims.user_id, connection_id=connection.id))
     serving = asyncio.current_task()
     assert serving is not None
-    writer: asyncio.Task[None] | None = None
-    watcher: asyncio.Task[None] | None = None
     try:
         try:
             await hub.register(connection)
             replays = await _subscribe(runtime, connection, resume)
-            writer = asyncio.create_task(connection.write_forever())
-            watcher = asyncio.create_task(
-                connection.watch(settings.ws_ping_interval_seconds, serving)
-            )
+            connection.start(serving)
             await asyncio.gather(*(hub.catch_up(connection, cid, after) for cid, after in replays))
             await runtime.presence.connected(connection)
             await _serve(runtime, connection)
         finally:
-            for task in (watcher, writer):  # the watcher first: no abandoning from here on
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            await connection.stop()  # first: no abandoning from here on
             with contextlib.suppress(Exception):
                 await runtime.presence.disconnected(connection)
             await hub.unregister(connection)
     except asyncio.CancelledError:
         if not connection.abandoned:
             raise
-        serving.uncancel()  # the watcher gave this peer up; the endpoint ends normally
+        serving.uncancel()  # the sweep gave this peer up; the endpoint ends normally
+
+
+async def _handshake(runtime: Any, ws: WebSocket) -> tuple[Any, dict[str, int]] | None:
+    """The hello's claims and resume map, or None once the socket is closed.
+
+    A function of its own so that the hello's text and token are not held by the endpoint's
+    frame for the life of the connection (about 1.5 KB together)."""
+    try:
+        hello = await asyncio.wait_for(ws.receive_text(), runtime.settings.ws_hello_timeout_seconds)
+    except TimeoutError:
+        await ws.close(CLOSE_BAD_HELLO, "no hello within the time limit")
+        return None
+    except (WebSocketDisconnect, RuntimeError, KeyError):
+        return None
+    parsed = _parse_hello(hello)
+    if isinstance(parsed, str):
+        await ws.close(CLOSE_BAD_HELLO, parsed)
+        return None
+    token, resume = parsed
+    try:
+        claims = await runtime.auth.authenticate(token)
+    except Unauthorized as exc:
+        await ws.close(CLOSE_UNAUTHORIZED, exc.message)
+        return None
+    return claims, resume
 
 
 def _parse_hello(text: str) -> tuple[str, dict[str, int]] | str:

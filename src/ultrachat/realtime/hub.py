@@ -41,6 +41,7 @@ class Hub:
         bus: Bus,
         channel_log: ChannelLog,
         max_behind: int,
+        sweep_interval: float | None = None,
     ) -> None:
         self._bus = bus
         self._log = channel_log
@@ -50,12 +51,33 @@ class Hub:
         self._feeds: dict[str, ChannelFeed] = {}
         self._feed_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._bus.subscribe(SESSIONS_REVOKED_TOPIC, self._on_sessions_revoked)
         self._bus.on_reconnect(self._after_bus_outage)
+        if self._sweep_interval:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_forever(self._sweep_interval)
+            )
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """One pass over the connections (every ping interval, one task for the node rather
+        than one per connection): give up each peer that took nothing at all since the last
+        pass while frames waited (``Connection.stalled``)."""
+        for connection in list(self.connections.values()):
+            if connection.serving is not None and connection.stalled():
+                connection.abandon()
 
     async def stop(self, code: int, reason: str) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(
