@@ -24,8 +24,8 @@ run: migrate
 	$(RUN) ultrachat serve
 
 lint: install
-	$(RUN) ruff check src tests
-	$(RUN) ruff format --check src tests
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
 
 typecheck: install
 	$(RUN) mypy

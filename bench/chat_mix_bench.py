@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from realtime_bench import free_port, make_user, pct  # noqa: E402
+from realtime_bench import free_port, make_user, pct
 
 _CACHE_LINE = re.compile(
     r'^ultrachat_cache_requests_total\{resource="([^"]+)",result="(hit|miss)"\} (\S+)$'
@@ -51,18 +51,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     env = dict(os.environ)
     env.setdefault("ULTRACHAT_DATA_DIR", tempfile.mkdtemp(prefix="uc-mix-"))
-    env.update({
-        "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
-        "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
-        "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
-        "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
-        "ULTRACHAT_ARGON2_TIME_COST": "1",
-        "ULTRACHAT_LOG_LEVEL": "warning",
-    })
-    subprocess.run([sys.executable, "-m", "ultrachat", "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    server = subprocess.Popen([sys.executable, "-m", "ultrachat", "serve", "--port", str(port)],
-                              env=env)
+    env.update(
+        {
+            "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
+            "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
+            "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
+            "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
+            "ULTRACHAT_ARGON2_TIME_COST": "1",
+            "ULTRACHAT_LOG_LEVEL": "warning",
+        }
+    )
+    subprocess.run(
+        [sys.executable, "-m", "ultrachat", "migrate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ultrachat", "serve", "--port", str(port)], env=env
+    )
     latencies: dict[str, list[float]] = defaultdict(list)
     errors = 0
     try:
@@ -102,8 +109,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         ("me", "GET", "/api/v1/users/me", None),
                     ]
                     if iteration % args.send_every == 0:
-                        calls.append(("send", "POST", f"/api/v1/channels/{channel_id}/messages",
-                                      {"body": "hello", "client_msg_id": secrets.token_hex(8)}))
+                        calls.append(
+                            (
+                                "send",
+                                "POST",
+                                f"/api/v1/channels/{channel_id}/messages",
+                                {"body": "hello", "client_msg_id": secrets.token_hex(8)},
+                            )
+                        )
                     for route, method, path, body in calls:
                         started = time.perf_counter()
                         response = await http.request(method, path, json=body, headers=headers)
@@ -126,14 +139,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         hits = after.get((resource, "hit"), 0) - before.get((resource, "hit"), 0)
         misses = after.get((resource, "miss"), 0) - before.get((resource, "miss"), 0)
         if hits + misses:
-            hit_rates[resource] = {"hits": int(hits), "misses": int(misses),
-                                   "hit_rate": round(hits / (hits + misses), 4)}
+            hit_rates[resource] = {
+                "hits": int(hits),
+                "misses": int(misses),
+                "hit_rate": round(hits / (hits + misses), 4),
+            }
             totals["hit"] += hits
             totals["miss"] += misses
     requests = sum(len(v) for v in latencies.values())
     return {
-        "database": "postgresql" if "postgresql" in env.get("ULTRACHAT_DATABASE_URL", "") else
-        "sqlite",
+        "database": "postgresql"
+        if "postgresql" in env.get("ULTRACHAT_DATABASE_URL", "")
+        else "sqlite",
         "redis": bool(env.get("ULTRACHAT_REDIS_URL")),
         "clients": args.clients,
         "requests": requests,
@@ -144,8 +161,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             for route, v in sorted(latencies.items())
         },
         "cache": hit_rates,
-        "cache_hit_rate_overall": round(totals["hit"] / max(1.0, totals["hit"] + totals["miss"]),
-                                        4),
+        "cache_hit_rate_overall": round(
+            totals["hit"] / max(1.0, totals["hit"] + totals["miss"]), 4
+        ),
     }
 
 

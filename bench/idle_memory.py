@@ -178,13 +178,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "ULTRACHAT_LOG_LEVEL": "warning",
         }
     )
-    subprocess.run(  # noqa: ASYNC221 (before anything else runs)
+    subprocess.run(
         [sys.executable, "-m", "ultrachat", "migrate"],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    server = subprocess.Popen(  # noqa: ASYNC220, S603
+    server = subprocess.Popen(
         [sys.executable, __file__, "--serve", args.ws, "--", "--port", str(port)],
         env={**env, "PYTHONTRACEMALLOC": "1"} if args.trace else env,
     )

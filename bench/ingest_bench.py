@@ -44,8 +44,9 @@ async def _all_exist(user_ids: object) -> set[str]:
     return set(user_ids)  # type: ignore[call-overload]
 
 
-async def ingest(runtime: Runtime, layout: list[tuple[str, list[str]]], total: int,
-                 producers: int) -> tuple[float, list[float]]:
+async def ingest(
+    runtime: Runtime, layout: list[tuple[str, list[str]]], total: int, producers: int
+) -> tuple[float, list[float]]:
     per_producer = total // producers
     latencies: list[float] = []
 
@@ -54,8 +55,9 @@ async def ingest(runtime: Runtime, layout: list[tuple[str, list[str]]], total: i
         user = users[index % len(users)]
         for i in range(per_producer):
             started = time.perf_counter()
-            await runtime.committer.submit(user, channel_id, f"m{index}-{i}", f"{index}-{i}",
-                                           None, [])
+            await runtime.committer.submit(
+                user, channel_id, f"m{index}-{i}", f"{index}-{i}", None, []
+            )
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
@@ -73,15 +75,38 @@ async def copy_rate(url: str, rows: int) -> float:
         records = []
         for seq in range(1, rows + 1):
             message_id = new_id()
-            records.append((message_id, id_timestamp(message_id), channel_id, seq, new_id(),
-                            # a sealed body's size: the text plus 33 bytes of envelope
-                            os.urandom(len(f"copy {seq}") + 33), None, None, None, f"c{seq}"))
+            records.append(
+                (
+                    message_id,
+                    id_timestamp(message_id),
+                    channel_id,
+                    seq,
+                    new_id(),
+                    # a sealed body's size: the text plus 33 bytes of envelope
+                    os.urandom(len(f"copy {seq}") + 33),
+                    None,
+                    None,
+                    None,
+                    f"c{seq}",
+                )
+            )
         started = time.perf_counter()
         async with conn.transaction():
             await conn.copy_records_to_table(
-                "messages", records=records,
-                columns=["id", "created_at", "channel_id", "seq", "user_id", "body", "thread_id",
-                         "edited_at", "deleted_at", "client_msg_id"],
+                "messages",
+                records=records,
+                columns=[
+                    "id",
+                    "created_at",
+                    "channel_id",
+                    "seq",
+                    "user_id",
+                    "body",
+                    "thread_id",
+                    "edited_at",
+                    "deleted_at",
+                    "client_msg_id",
+                ],
             )
         return rows / (time.perf_counter() - started)
     finally:

@@ -1,6 +1,6 @@
 """Summarize a py-spy raw (collapsed stacks) profile: where the samples are, by function.
 
-    uv run python bench/profile_summary.py profile.txt [--top 25] [--filter ultrachat]
+uv run python bench/profile_summary.py profile.txt [--top 25] [--filter ultrachat]
 """
 
 from __future__ import annotations

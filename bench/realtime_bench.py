@@ -97,7 +97,7 @@ async def receive(url: str, tokens: list[str], channel_id: str, expected: int, q
     while connected < len(tokens):
         await asyncio.sleep(0.05)
     q.put(("connected", len(tokens)))
-    done, pending = await asyncio.wait(tasks, timeout=expected / 5 + 120)
+    _done, pending = await asyncio.wait(tasks, timeout=expected / 5 + 120)
     for task in pending:
         task.cancel()
     deliveries = sum(seen.values())
@@ -156,8 +156,12 @@ async def send_all(
                 pending[cmid] = now
                 await ws.send(
                     orjson.dumps(
-                        {"type": "send", "channel_id": channel_id, "client_msg_id": cmid,
-                         "body": f"{now}:bench"}
+                        {
+                            "type": "send",
+                            "channel_id": channel_id,
+                            "client_msg_id": cmid,
+                            "body": f"{now}:bench",
+                        }
                     ).decode()
                 )
             await asyncio.wait_for(reader, 60)
@@ -171,15 +175,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(prefix="uc-bench-")
     env = dict(os.environ)
     env.setdefault("ULTRACHAT_DATA_DIR", data_dir)
-    env.update({
-        "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
-        "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
-        "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
-        "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
-        "ULTRACHAT_ARGON2_TIME_COST": "1",
-        "ULTRACHAT_WS_SEND_QUEUE_MAX": "100000",
-        "ULTRACHAT_LOG_LEVEL": "warning",
-    })
+    env.update(
+        {
+            "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
+            "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
+            "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
+            "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
+            "ULTRACHAT_ARGON2_TIME_COST": "1",
+            "ULTRACHAT_WS_SEND_QUEUE_MAX": "100000",
+            "ULTRACHAT_LOG_LEVEL": "warning",
+        }
+    )
     subprocess.run([sys.executable, "-m", "ultrachat", "migrate"], env=env, check=True)
     command = [sys.executable, "-m", "ultrachat", "serve", "--port", str(port)]
     if args.server_cpu is not None:
@@ -195,7 +201,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
-            owner_id, owner_token = await make_user(http)
+            _owner_id, owner_token = await make_user(http)
             receivers = [await make_user(http) for _ in range(args.receivers)]
             senders = [await make_user(http) for _ in range(args.senders)]
             channel = await http.post(
@@ -230,9 +236,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         profiler = None
         if args.profile:
             profiler = subprocess.Popen(
-                ["py-spy", "record", "--format", "raw", "--nonblocking", "-o", args.profile,
-                 "--pid", str(server.pid), "--duration", str(int(args.duration))],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "-o",
+                    args.profile,
+                    "--pid",
+                    str(server.pid),
+                    "--duration",
+                    str(int(args.duration)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         started = time.monotonic()
         acks = await send_all(url, [t for _, t in senders], channel_id, args.rate, count)
@@ -263,10 +281,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "messages": count,
         "acked": len(acks),
         "achieved_rate_msgs_per_s": round(count / elapsed, 1),
-        "ack_ms": {"p50": round(pct(acks, 0.5), 2), "p99": round(pct(acks, 0.99), 2),
-                   "max": round(max(acks, default=0), 2)},
-        "e2e_ms": {"p50": round(pct(latencies, 0.5), 2), "p99": round(pct(latencies, 0.99), 2),
-                   "max": round(max(latencies, default=0), 2)},
+        "ack_ms": {
+            "p50": round(pct(acks, 0.5), 2),
+            "p99": round(pct(acks, 0.99), 2),
+            "max": round(max(acks, default=0), 2),
+        },
+        "e2e_ms": {
+            "p50": round(pct(latencies, 0.5), 2),
+            "p99": round(pct(latencies, 0.99), 2),
+            "max": round(max(latencies, default=0), 2),
+        },
         "deliveries": deliveries,
         "expected_deliveries": expected,
         "lost": expected - deliveries,

@@ -71,7 +71,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 last["at"] = now
 
         job = RewrapJob(
-            runtime.db, runtime.data_keys, owner="bench", batch_size=args.batch,
+            runtime.db,
+            runtime.data_keys,
+            owner="bench",
+            batch_size=args.batch,
             on_progress=timed,
         )
         last["at"] = time.perf_counter()
@@ -87,7 +90,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             r.column: {
                 "rows": r.rewrapped,
                 "seconds": round(timings.get(r.column, 0.0), 2),
-                "rows_per_s": round(r.rewrapped / timings[r.column]) if timings.get(r.column) else None,
+                "rows_per_s": round(r.rewrapped / timings[r.column])
+                if timings.get(r.column)
+                else None,
             }
             for r in results
         },
