@@ -28,6 +28,39 @@ FILL_PAGE = 500
 FetchAfter = Callable[[str, int, int], Awaitable[list[Envelope]]]
 
 
+class LeaveGate:
+    """What one user's connection may be sent of a channel's past events, in order.
+
+    The user's own ``member.left`` ends delivery only if no later ``member.joined`` of theirs
+    follows it (a member who left and came back resumes from before the leave): frames after
+    a leave are held until such a join releases them. ``left`` says whether the last word
+    was a leave, in which case the held frames are never sent and the connection is dropped.
+    """
+
+    __slots__ = ("_held", "_user_id")
+
+    def __init__(self, user_id: str) -> None:
+        self._user_id = user_id
+        self._held: list[str] | None = None
+
+    @property
+    def left(self) -> bool:
+        return self._held is not None
+
+    def admit(self, envelope: Envelope) -> list[str]:
+        """The frames to send now (none, this one, or those held until this join)."""
+        own = envelope.subject == self._user_id
+        if self._held is not None:
+            self._held.append(envelope.frame)
+            if own and envelope.kind == MEMBER_JOINED:
+                released, self._held = self._held, None
+                return released
+            return []
+        if own and envelope.kind == MEMBER_LEFT:
+            self._held = []
+        return [envelope.frame]
+
+
 class ChannelFeed:
     def __init__(self, channel_id: str, head: int, fetch_after: FetchAfter) -> None:
         self.channel_id = channel_id
@@ -150,24 +183,12 @@ class ChannelFeed:
 
     def _go_live(self, connection: Connection, last_seq: int) -> bool:
         buffered = self.syncing.pop(connection.id, [])
-        # As in the replay (hub.catch_up): the user's leave ends delivery only if no later
-        # join of theirs follows it in what was held back.
-        after_leave: list[str] | None = None
+        gate = LeaveGate(connection.user_id)
         for envelope in buffered:
-            if envelope.seq <= last_seq:
-                continue
-            own = envelope.subject == connection.user_id
-            if after_leave is not None:
-                after_leave.append(envelope.frame)
-                if own and envelope.kind == MEMBER_JOINED:
-                    for frame in after_leave:
-                        connection.push(frame)
-                    after_leave = None
-                continue
-            connection.push(envelope.frame)
-            if own and envelope.kind == MEMBER_LEFT:
-                after_leave = []
-        if after_leave is not None:
+            if envelope.seq > last_seq:
+                for frame in gate.admit(envelope):
+                    connection.push(frame)
+        if gate.left:
             connection.channels.discard(self.channel_id)
             return False
         self.live[connection.id] = connection

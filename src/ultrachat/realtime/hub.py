@@ -17,8 +17,6 @@ import orjson
 
 from ultrachat.bus import Bus
 from ultrachat.chat.events import (
-    MEMBER_JOINED,
-    MEMBER_LEFT,
     SESSIONS_REVOKED_TOPIC,
     Envelope,
     channel_topic,
@@ -29,7 +27,7 @@ from ultrachat.chat.events import (
 from ultrachat.chat.log import ChannelLog
 from ultrachat.metrics.chat import WS_CONNECTIONS, WS_REPLAYED
 from ultrachat.realtime.connection import CLOSE_UNAUTHORIZED, Connection
-from ultrachat.realtime.feed import ChannelFeed
+from ultrachat.realtime.feed import ChannelFeed, LeaveGate
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
@@ -161,10 +159,7 @@ class Hub:
         if feed is None or connection.id not in feed.syncing:
             return
         last = after
-        # The user's own leave is final only if no later join follows it (a member who left
-        # and came back resumes from before the leave): events after a leave wait here until
-        # a join releases them, or are dropped with the connection at the head.
-        after_leave: list[str] | None = None
+        gate = LeaveGate(connection.user_id)  # an old leave followed by a rejoin is no leave
         try:
             while True:
                 events = await self._log.after(channel_id, last, REPLAY_PAGE)
@@ -180,26 +175,16 @@ class Hub:
                     if event.seq > feed.head:
                         break  # not delivered by this node yet: the feed brings it
                     last = event.seq
-                    own = event.subject == connection.user_id
-                    if after_leave is not None:
-                        after_leave.append(event.frame)
-                        if own and event.kind == MEMBER_JOINED:
-                            for frame in after_leave:
-                                connection.push(frame)
-                                WS_REPLAYED.inc()
-                            after_leave = None
-                        continue
-                    connection.push(event.frame)
-                    WS_REPLAYED.inc()
-                    if own and event.kind == MEMBER_LEFT:
-                        after_leave = []
+                    for frame in gate.admit(event):
+                        connection.push(frame)
+                        WS_REPLAYED.inc()
                 feed.forget_replayed(connection, last)
                 if last >= feed.head or not events:
                     break
         except BaseException:
             feed.remove(connection)
             raise
-        if after_leave is not None:
+        if gate.left:
             feed.remove(connection)  # they left and have not come back
             return
         feed.finish_sync(connection, last)
