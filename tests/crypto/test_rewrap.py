@@ -159,3 +159,23 @@ async def test_retire_refuses_while_rows_use_the_key(deployment: Deployment) -> 
     assert key is not None and key.state == "retired" and key.wrapped is None
     page = await history(client, alice, channel["id"], after_seq=0)
     assert page[0]["body"] == "sealed under the first key"
+
+
+async def test_two_runners_at_once_share_the_work_without_error(deployment: Deployment) -> None:
+    client, runtime = deployment.client, deployment.runtime
+    alice = await account(client)
+    channel = await create(client, alice)
+    for i in range(20):
+        await send(client, alice, channel["id"], f"m{i}")
+    new_key = await runtime.data_keys.rotate("test")
+    jobs = [
+        RewrapJob(runtime.db, runtime.data_keys, owner=name, batch_size=3)
+        for name in ("node-a", "node-b", "cli")
+    ]
+    # Each claims every column at the same moment: one gets each lease, none fails.
+    results = await asyncio.gather(*(job.run() for job in jobs))
+    assert all(len(r) == len(SEALED_COLUMNS) for r in results)
+    while not all(p.finished for p in await jobs[0].run()):
+        await asyncio.sleep(0.05)  # a column another runner still holds
+    old = [k for k in await key_usage(runtime.db) if k.id != new_key]
+    assert all(k.total_rows == 0 for k in old)

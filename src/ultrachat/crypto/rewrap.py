@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Table, and_, bindparam, func, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ultrachat.crypto.columns import SEALED_COLUMNS
@@ -120,8 +121,17 @@ class RewrapJob:
         return progress
 
     async def _claim(self, column: SealedColumn, target: int) -> Progress:
+        for _attempt in range(3):
+            try:
+                return await self._try_claim(column, target)
+            except IntegrityError:
+                continue  # another runner made the column's row just now: claim it anew
+        raise RuntimeError(f"could not claim the re-wrap of {column.name}")
+
+    async def _try_claim(self, column: SealedColumn, target: int) -> Progress:
         now = datetime.now(UTC)
         async with self._db.transaction() as session:
+            await _write_lock(session, column)
             run = await session.get(RewrapRun, column.name, with_for_update=True)
             if run is None or run.target_key_id != target:
                 total = await self._count(session, column)
@@ -140,6 +150,7 @@ class RewrapJob:
         table = table_of(column)
         bound = column.row_keys
         async with self._db.transaction() as session:
+            await _write_lock(session, column)
             run = await session.get(RewrapRun, column.name, with_for_update=True)
             if run is None or run.lease_owner != self._owner or run.target_key_id != target:
                 # The lease passed to another runner, or a newer rotation reset the run.
@@ -227,3 +238,19 @@ class RewrapJob:
         if self._on_progress is not None:
             self._on_progress(progress)
         return progress
+
+
+async def _write_lock(session: AsyncSession, column: SealedColumn) -> None:
+    """On SQLite, take the database's write lock before reading the run row.
+
+    ``FOR UPDATE`` means nothing there: two runners would both read a free lease (or no row)
+    and both write. A no-op write first makes the second wait for the first to commit, then
+    read what it wrote. PostgreSQL's row lock (and, for a missing row, the primary key) does
+    this already.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(RewrapRun)
+            .where(RewrapRun.column_name == column.name)
+            .values(column_name=RewrapRun.column_name)
+        )
