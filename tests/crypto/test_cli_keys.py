@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -77,6 +78,11 @@ async def test_retire_refuses_a_key_rows_still_use(tmp_path: Path) -> None:
         await send(client, alice, (await create(client, alice))["id"], "still under key 1")
     rotated = ultrachat(tmp_path, "keys", "rotate-data", "--background", **cli)
     assert rotated.returncode == 0, rotated.stderr
+    # Just rotated: a node may still be encrypting with key 1 for a refresh interval.
+    refused = ultrachat(tmp_path, "keys", "retire", "1", **cli)
+    assert refused.returncode == 1
+    assert "was primary until moments ago" in refused.stderr
+    await asyncio.sleep(2.2)  # the refresh interval (0.1 s) plus the 2 s margin
     refused = ultrachat(tmp_path, "keys", "retire", "1", **cli)
     assert refused.returncode == 1
     assert "still seals rows in channel_events.data, messages.body, signing_keys" in (

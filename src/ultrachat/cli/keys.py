@@ -220,7 +220,8 @@ def retire_key(key_id: int) -> None:
         db = Database(settings.effective_database_url)
         try:
             try:
-                await retire(db, key_id)
+                grace = timedelta(seconds=settings.data_key_refresh_seconds + 2)
+                await retire(db, key_id, grace)
             except UltraChatError as exc:
                 raise click.ClickException(exc.message) from None
             await audited(db, "keys.data_retired", "data_key", str(key_id))

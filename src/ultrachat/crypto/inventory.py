@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -71,14 +71,25 @@ async def rows_under(db: Database, key_id: int) -> dict[str, int]:
     return found
 
 
-async def retire(db: Database, key_id: int) -> None:
-    """Erase a data key for good; refused while it is primary or any row still uses it."""
+async def retire(db: Database, key_id: int, grace: timedelta = timedelta(0)) -> None:
+    """Erase a data key for good; refused while it is primary, while a node may still be
+    encrypting with it (``grace``: the key refresh interval plus a margin after its successor
+    took over), or while any row uses it."""
     async with db.sessions() as session:
         key = await session.get(DataKey, key_id)
+        successor = await session.scalar(
+            select(func.min(DataKey.created_at)).where(DataKey.id > key_id)
+        )
     if key is None or key.state == RETIRED:
         raise NotFound(f"no live data key {key_id}")
     if key.state == PRIMARY:
         raise Conflict(f"data key {key_id} is the primary key; rotate first (keys rotate-data)")
+    if successor is not None and datetime.now(UTC) - successor < grace:
+        wait = (successor + grace - datetime.now(UTC)).total_seconds()
+        raise Conflict(
+            f"data key {key_id} was primary until moments ago and nodes may still use it;"
+            f" try again in {wait:.0f} s"
+        )
     in_use = await rows_under(db, key_id)
     if in_use:
         where = ", ".join(sorted(in_use))
