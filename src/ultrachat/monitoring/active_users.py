@@ -19,11 +19,12 @@ only moves the window's edge by as much. Scores only move forward (``ZADD GT``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Protocol
+
+from ultrachat.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -124,11 +125,8 @@ class ActiveUsers:
         self._task = asyncio.create_task(self._flush_forever(), name="active-users")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _flush_forever(self) -> None:
         while True:

@@ -18,7 +18,6 @@ and the database sees one insert, one small delete and the two business queries 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -38,6 +37,7 @@ from ultrachat.monitoring.probe import BusProbe
 from ultrachat.monitoring.readings import Reader, Reading
 from ultrachat.monitoring.snapshot import Business, Snapshot
 from ultrachat.storage import Database
+from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 FINAL_TICK_SECONDS = 5.0
@@ -136,9 +136,7 @@ class MetricsCollector:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         try:
             async with asyncio.timeout(FINAL_TICK_SECONDS):

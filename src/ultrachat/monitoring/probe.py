@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ultrachat.bus import Bus
+from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = 5.0
@@ -64,11 +65,8 @@ class BusProbe:
         self._task = asyncio.create_task(self._probe_forever(), name="bus-probe")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await self._bus.unsubscribe(self.topic)
 

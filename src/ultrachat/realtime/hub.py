@@ -28,6 +28,7 @@ from ultrachat.chat.log import ChannelLog
 from ultrachat.metrics.chat import WS_CONNECTIONS, WS_REPLAYED
 from ultrachat.realtime.connection import CLOSE_UNAUTHORIZED, Connection
 from ultrachat.realtime.feed import ChannelFeed, LeaveGate
+from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
@@ -74,8 +75,8 @@ class Hub:
                 connection.abandon()
 
     async def stop(self, code: int, reason: str) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(

@@ -10,7 +10,6 @@ watches the user, and fans the frame out to them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 
@@ -20,6 +19,7 @@ from ultrachat.bus import Bus
 from ultrachat.chat.events import unwrap, wrap
 from ultrachat.realtime.connection import Connection
 from ultrachat.realtime.presence import PresenceStore
+from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 MAX_WATCHED = 500
@@ -44,10 +44,8 @@ class PresenceHub:
         self._refresher = asyncio.create_task(self._refresh_forever(), name="presence-refresh")
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+        await cancel_and_wait(self._refresher)
+        self._refresher = None
 
     async def connected(self, connection: Connection) -> None:
         self._connections[connection.id] = connection

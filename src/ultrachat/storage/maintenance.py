@@ -14,7 +14,6 @@ made an hour later, months before it is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from ultrachat.metrics.storage import PARTITION_DEFAULT_ROWS
 from ultrachat.storage.partition_admin import default_rows, drop_older_than
 from ultrachat.storage.partitions import PARTITIONED_TABLES, ensure_monthly_partitions
+from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 3600.0
@@ -70,11 +70,8 @@ class PartitionMaintenance:
         self._task = asyncio.create_task(self._run_forever(), name="partition-maintenance")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

@@ -52,6 +52,7 @@ from ultrachat.metrics.replicas import (
     RYW_RECORD_FAILURES,
 )
 from ultrachat.storage.database import create_engine
+from ultrachat.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -388,11 +389,8 @@ class ReplicaSet:
         self._task = asyncio.create_task(self._check_forever(), name="replica-health")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         conn, self._primary_health = self._primary_health, None
         if conn is not None:
             conn.terminate()
