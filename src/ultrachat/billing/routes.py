@@ -18,9 +18,6 @@ from ultrachat.billing.schemas import (
     SubscriptionCreate,
     SubscriptionList,
     SubscriptionOut,
-    metrics_out,
-    plan_out,
-    subscription_out,
 )
 from ultrachat.billing.service import MAX_LIST, BillingService
 from ultrachat.errors import InvalidInput
@@ -54,19 +51,19 @@ async def create_plan(body: PlanCreate, claims: AdminClaims, billing: Billing) -
     plan = await billing.create_plan(
         body.name, body.monthly_price_cents, body.currency, actor_id=claims.user_id
     )
-    return plan_out(plan)
+    return PlanOut.model_validate(plan)
 
 
 @router.get("/plans", responses=READ_ERRORS)
 async def list_plans(claims: AdminClaims, billing: Billing) -> PlanList:
     """Every plan, archived ones included, oldest first."""
-    return PlanList(plans=[plan_out(p) for p in await billing.list_plans()])
+    return PlanList(plans=[PlanOut.model_validate(p) for p in await billing.list_plans()])
 
 
 @router.post("/plans/{plan_id}/archive", responses=WRITE_ERRORS)
 async def archive_plan(plan_id: PlanId, claims: AdminClaims, billing: Billing) -> PlanOut:
     """No new subscriptions on the plan (existing ones carry on); 409 if already archived."""
-    return plan_out(await billing.archive_plan(plan_id, actor_id=claims.user_id))
+    return PlanOut.model_validate(await billing.archive_plan(plan_id, actor_id=claims.user_id))
 
 
 # Subscriptions
@@ -84,7 +81,7 @@ async def create_subscription(
     subscription = await billing.create_subscription(
         body.plan_id, body.customer, body.started_at, actor_id=claims.user_id
     )
-    return subscription_out(subscription)
+    return SubscriptionOut.model_validate(subscription)
 
 
 @router.get("/subscriptions", responses=READ_ERRORS)
@@ -96,7 +93,9 @@ async def list_subscriptions(
 ) -> SubscriptionList:
     """Newest start first; ``active=true``: only those active now."""
     subscriptions = await billing.list_subscriptions(active_only=active, limit=limit)
-    return SubscriptionList(subscriptions=[subscription_out(s) for s in subscriptions])
+    return SubscriptionList(
+        subscriptions=[SubscriptionOut.model_validate(s) for s in subscriptions]
+    )
 
 
 @router.post("/subscriptions/{subscription_id}/cancel", responses=WRITE_ERRORS)
@@ -109,7 +108,7 @@ async def cancel_subscription(
     """End a subscription now or at ``cancelled_at``; 409 if already cancelled."""
     at = body.cancelled_at if body is not None else None
     subscription = await billing.cancel_subscription(subscription_id, at, actor_id=claims.user_id)
-    return subscription_out(subscription)
+    return SubscriptionOut.model_validate(subscription)
 
 
 # Metrics
@@ -133,4 +132,4 @@ async def business_metrics(
         except ValueError as exc:
             raise InvalidInput(f"at: {exc}") from None
     metrics = await billing.business_metrics(moment, timedelta(days=period_days))
-    return metrics_out(metrics)
+    return BusinessMetricsOut.model_validate(metrics)

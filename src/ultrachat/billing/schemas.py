@@ -7,12 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from ultrachat.billing.service import (
-    MAX_PRICE_CENTS,
-    BusinessMetrics,
-    PlanView,
-    SubscriptionView,
-)
+from ultrachat.billing.service import MAX_PRICE_CENTS
 
 
 def _iso_text(value: Any) -> Any:
@@ -61,7 +56,13 @@ class SubscriptionCancel(StrictBody):
     )
 
 
-class PlanOut(BaseModel):
+class ViewOut(BaseModel):
+    """A response read straight off the service's view (a dataclass), attribute by attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PlanOut(ViewOut):
     id: str
     name: str
     monthly_price_cents: int
@@ -74,7 +75,7 @@ class PlanList(BaseModel):
     plans: list[PlanOut]
 
 
-class SubscriptionOut(BaseModel):
+class SubscriptionOut(ViewOut):
     id: str
     plan_id: str
     customer: str
@@ -89,7 +90,7 @@ class SubscriptionList(BaseModel):
     subscriptions: list[SubscriptionOut]
 
 
-class BusinessMetricsOut(BaseModel):
+class BusinessMetricsOut(ViewOut):
     at: datetime
     period_start: datetime
     active_subscriptions: int
@@ -104,42 +105,4 @@ class BusinessMetricsOut(BaseModel):
     churn_ratio: float | None = Field(
         description="cancelled_in_period / active_at_period_start; null when nothing was "
         "active at the start of the period."
-    )
-
-
-def plan_out(plan: PlanView) -> PlanOut:
-    return PlanOut(
-        id=plan.id,
-        name=plan.name,
-        monthly_price_cents=plan.monthly_price_cents,
-        currency=plan.currency,
-        created_at=plan.created_at,
-        archived_at=plan.archived_at,
-    )
-
-
-def subscription_out(subscription: SubscriptionView) -> SubscriptionOut:
-    return SubscriptionOut(
-        id=subscription.id,
-        plan_id=subscription.plan_id,
-        customer=subscription.customer,
-        monthly_price_cents=subscription.monthly_price_cents,
-        currency=subscription.currency,
-        started_at=subscription.started_at,
-        cancelled_at=subscription.cancelled_at,
-        created_at=subscription.created_at,
-    )
-
-
-def metrics_out(metrics: BusinessMetrics) -> BusinessMetricsOut:
-    return BusinessMetricsOut(
-        at=metrics.at,
-        period_start=metrics.period_start,
-        active_subscriptions=metrics.active_subscriptions,
-        mrr_cents=metrics.mrr_cents,
-        currency=metrics.currency,
-        mrr_cents_by_currency=dict(metrics.mrr_cents_by_currency),
-        active_at_period_start=metrics.active_at_period_start,
-        cancelled_in_period=metrics.cancelled_in_period,
-        churn_ratio=metrics.churn_ratio,
     )
