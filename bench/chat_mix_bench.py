@@ -22,7 +22,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from realtime_bench import free_port, make_user, pct
+from realtime_bench import bench_env, free_port, make_user, pct
 
 _CACHE_LINE = re.compile(
     r'^ultrachat_cache_requests_total\{resource="([^"]+)",result="(hit|miss)"\} (\S+)$'
@@ -49,24 +48,7 @@ async def cache_counts(http: httpx.AsyncClient) -> dict[tuple[str, str], float]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
-    env = dict(os.environ)
-    env.setdefault("ULTRACHAT_DATA_DIR", tempfile.mkdtemp(prefix="uc-mix-"))
-    env.update(
-        {
-            "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
-            "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
-            "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
-            "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
-            "ULTRACHAT_ARGON2_TIME_COST": "1",
-            "ULTRACHAT_LOG_LEVEL": "warning",
-        }
-    )
-    subprocess.run(
-        [sys.executable, "-m", "ultrachat", "migrate"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    env = bench_env("uc-mix-")
     server = subprocess.Popen(
         [sys.executable, "-m", "ultrachat", "serve", "--port", str(port)], env=env
     )

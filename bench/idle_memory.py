@@ -18,14 +18,11 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import os
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import httpx
 import orjson
 import websockets
+from realtime_bench import bench_env, free_port
 
 PASSWORD = "bench-password-123"
 
@@ -47,12 +45,6 @@ def pss_kib(pid: int) -> int:
         if line.startswith("Pss:"):
             return int(line.split()[1])
     raise RuntimeError("no Pss line")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # The server side: `ultrachat serve`, with the WebSocket implementation swapped and one
@@ -166,24 +158,7 @@ def client_main(url: str, tokens: list[str], q: Any, stop: Any) -> None:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     raise_nofile()
     port = free_port()
-    env = dict(os.environ)
-    env.setdefault("ULTRACHAT_DATA_DIR", tempfile.mkdtemp(prefix="uc-idle-"))
-    env.update(
-        {
-            "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
-            "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
-            "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
-            "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
-            "ULTRACHAT_ARGON2_TIME_COST": "1",
-            "ULTRACHAT_LOG_LEVEL": "warning",
-        }
-    )
-    subprocess.run(
-        [sys.executable, "-m", "ultrachat", "migrate"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    env = bench_env("uc-idle-")
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", args.ws, "--", "--port", str(port)],
         env={**env, "PYTHONTRACEMALLOC": "1"} if args.trace else env,

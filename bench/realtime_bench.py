@@ -46,6 +46,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# What every benchmark's own server runs with: no API limit, cheap hashing for the setup's
+# thousands of accounts (login cost is measured in auth_bench.sh, not here), quiet logs.
+BENCH_SERVER_ENV = {
+    "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
+    "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
+    "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
+    "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
+    "ULTRACHAT_ARGON2_TIME_COST": "1",
+    "ULTRACHAT_LOG_LEVEL": "warning",
+}
+
+
+def bench_env(prefix: str, **extra: str) -> dict[str, str]:
+    """This environment plus the benchmark server's settings, and a fresh data directory
+    unless ULTRACHAT_DATA_DIR is given; the schema is migrated."""
+    env = dict(os.environ)
+    env.setdefault("ULTRACHAT_DATA_DIR", tempfile.mkdtemp(prefix=prefix))
+    env.update(BENCH_SERVER_ENV)
+    env.update(extra)
+    subprocess.run(
+        [sys.executable, "-m", "ultrachat", "migrate"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -172,21 +200,7 @@ async def send_all(
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="uc-bench-")
-    env = dict(os.environ)
-    env.setdefault("ULTRACHAT_DATA_DIR", data_dir)
-    env.update(
-        {
-            "ULTRACHAT_RATE_LIMIT_API_MAX": "0",
-            "ULTRACHAT_RATE_LIMIT_AUTH_MAX": "1000000",
-            "ULTRACHAT_RATE_LIMIT_ACCOUNT_MAX": "1000000",
-            "ULTRACHAT_ARGON2_MEMORY_KIB": "64",
-            "ULTRACHAT_ARGON2_TIME_COST": "1",
-            "ULTRACHAT_WS_SEND_QUEUE_MAX": "100000",
-            "ULTRACHAT_LOG_LEVEL": "warning",
-        }
-    )
-    subprocess.run([sys.executable, "-m", "ultrachat", "migrate"], env=env, check=True)
+    env = bench_env("uc-bench-", ULTRACHAT_WS_SEND_QUEUE_MAX="100000")
     command = [sys.executable, "-m", "ultrachat", "serve", "--port", str(port)]
     if args.server_cpu is not None:
         command = ["taskset", "-c", str(args.server_cpu), *command]
