@@ -99,12 +99,7 @@ class DataKeyRing:
     # Sealing
 
     def encrypt(self, column: SealedColumn, row_id: str, plaintext: bytes) -> bytes:
-        key = self._primary
-        if key is None:
-            raise RuntimeError("data key ring not started")
-        self._remaining -= 1
-        if self._remaining <= self._low_water and self._topup is None:
-            self._topup = asyncio.get_running_loop().create_task(self._top_up())
+        key = self._draw(1)
         nonce = os.urandom(NONCE_BYTES)
         sealed = key.aead.encrypt(nonce, plaintext, key.header + column.binding(row_id))
         return key.header + nonce + sealed
@@ -115,12 +110,7 @@ class DataKeyRing:
     def encrypt_many(self, column: SealedColumn, items: Sequence[tuple[str, str]]) -> list[bytes]:
         """Seal (row id, text) pairs: the group commit's path, one budget check and one
         draw of randomness (a fresh 96-bit nonce each) for the whole batch."""
-        key = self._primary
-        if key is None:
-            raise RuntimeError("data key ring not started")
-        self._remaining -= len(items)
-        if self._remaining <= self._low_water and self._topup is None:
-            self._topup = asyncio.get_running_loop().create_task(self._top_up())
+        key = self._draw(len(items))
         randomness = os.urandom(NONCE_BYTES * len(items))
         encrypt, prefix, sealed = key.aead.encrypt, key.header, []
         for index, (row_id, plaintext) in enumerate(items):
@@ -128,6 +118,17 @@ class DataKeyRing:
             associated = prefix + column.binding(row_id)
             sealed.append(prefix + nonce + encrypt(nonce, plaintext.encode(), associated))
         return sealed
+
+    def _draw(self, uses: int) -> _LoadedKey:
+        """The primary key, with ``uses`` encryptions counted against this node's reserved
+        budget; running low starts a top-up in the background (overdraft is paid by it)."""
+        key = self._primary
+        if key is None:
+            raise RuntimeError("data key ring not started")
+        self._remaining -= uses
+        if self._remaining <= self._low_water and self._topup is None:
+            self._topup = asyncio.get_running_loop().create_task(self._top_up())
+        return key
 
     def decrypt(self, column: SealedColumn, row_id: str, blob: bytes) -> bytes:
         """The plaintext; CorruptCiphertext (never empty text) when it does not open."""
