@@ -225,6 +225,9 @@ def logging_config(level: str, fmt: LogFormat = "json") -> dict[str, Any]:
             # SQLAlchemy's pool logs under its class's module, ours: checkouts at DEBUG,
             # disposals at INFO. It is third-party noise (pools.py itself logs nothing).
             "ultrachat.storage.pools": {"level": third_party},
+            # picows, the native edge's WebSocket library: a line per connection at INFO,
+            # frames at DEBUG. Third-party noise too.
+            "ultrachat.realtime.wire": {"level": third_party},
             "uvicorn": {"handlers": [], "level": server, "propagate": True},
             "uvicorn.error": {"level": server},
             # access_log=False: the access line comes from the edge (ultrachat.access).

@@ -8,7 +8,7 @@ import orjson
 
 from ultrachat.bus.memory import MemoryBus
 from ultrachat.chat.events import Envelope, event_frame
-from ultrachat.realtime.connection import Connection
+from ultrachat.realtime.asgi import AsgiConnection
 from ultrachat.realtime.hub import Hub
 
 
@@ -29,19 +29,19 @@ class RetainedLog:
         return {c: self.head for c in channel_ids}
 
 
-def queued(connection: Connection) -> list[dict[str, Any]]:
+def queued(connection: AsgiConnection) -> list[dict[str, Any]]:
     return [orjson.loads(frame) for frame in connection._queue]
 
 
 async def test_resume_from_a_dropped_seq_gets_a_reset_not_a_gap() -> None:
     hub = Hub(MemoryBus(), RetainedLog(first=10, head=20), max_behind=1000)  # type: ignore[arg-type]
-    connection = Connection("conn", None, "u1", "s1", max_queue=100)  # type: ignore[arg-type]
+    connection = AsgiConnection("conn", None, "u1", "s1", max_queue=100)  # type: ignore[arg-type]
     await hub.attach(connection, "c1", from_seq=3)
     assert queued(connection) == [{"type": "reset", "channel_id": "c1", "seq": 20}]
 
 
 async def test_resume_within_the_log_replays_exactly_the_missed_events() -> None:
     hub = Hub(MemoryBus(), RetainedLog(first=10, head=20), max_behind=1000)  # type: ignore[arg-type]
-    connection = Connection("conn", None, "u1", "s1", max_queue=100)  # type: ignore[arg-type]
+    connection = AsgiConnection("conn", None, "u1", "s1", max_queue=100)  # type: ignore[arg-type]
     await hub.attach(connection, "c1", from_seq=14)
     assert [f["seq"] for f in queued(connection)] == [15, 16, 17, 18, 19, 20]

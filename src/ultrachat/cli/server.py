@@ -63,10 +63,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         workers=workers,
         loop="uvloop",
         http="httptools",
-        # websockets' Sans-I/O protocol: the fewest tasks per connection (one, the app's; the
-        # legacy "websockets" protocol adds four more) and the least memory of the
-        # implementations installed (bench/idle_memory.py, docs/benchmarks.md).
-        ws="websockets-sansio",
+        # The native edge takes the upgraded socket (realtime/edge.py); else websockets'
+        # Sans-I/O protocol, the leanest of uvicorn's own (bench/idle_memory.py).
+        ws="ultrachat.realtime.edge:EdgeProtocol"
+        if settings.ws_edge == "native"
+        else "websockets-sansio",
         # Levels too (uvicorn's log_level would lower its loggers to DEBUG: frames, tokens).
         log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,  # EdgeMiddleware logs one line per request (ultrachat.access)

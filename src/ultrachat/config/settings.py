@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     rate_limit_account_max: int = Field(100, ge=1)
     rate_limit_api_max: int = Field(18_000, ge=0)
 
-    # Real-time delivery
+    # Real-time delivery. ``native``: /api/v1/ws on picows inside `ultrachat serve` (the
+    # least memory and CPU per connection); ``asgi``: the ASGI route on uvicorn's websockets.
+    ws_edge: Literal["native", "asgi"] = "native"
     ws_hello_timeout_seconds: float = Field(10.0, gt=0)
     ws_ping_interval_seconds: float = Field(20.0, gt=0)
     ws_send_queue_max: int = Field(1000, ge=10)

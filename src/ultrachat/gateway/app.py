@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -20,7 +21,8 @@ from ultrachat.gateway.openapi import error_responses
 from ultrachat.gateway.runtime import Runtime
 from ultrachat.monitoring.routes import router as monitoring_router
 from ultrachat.preferences.routes import router as preferences_router
-from ultrachat.realtime.endpoint import router as realtime_router
+from ultrachat.realtime.asgi import router as realtime_router
+from ultrachat.realtime.edge import RUNTIME_KEY
 from ultrachat.realtime.routes import router as presence_router
 
 
@@ -29,10 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await runtime.start()
         try:
-            yield
+            # In the ASGI server's app state: the native real-time edge finds it there.
+            yield {RUNTIME_KEY: runtime}
         finally:
             await runtime.stop()
 

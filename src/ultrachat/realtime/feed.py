@@ -129,7 +129,7 @@ class ChannelFeed:
 
     def _emit(self, envelope: Envelope) -> None:
         self.head = envelope.seq
-        frame = envelope.frame
+        frame = envelope.frame.encode()  # once for every connection
         live = self.live
         for connection in live.values():
             connection.push(frame)
@@ -145,9 +145,10 @@ class ChannelFeed:
                     self._go_live(connection, last_seq)
 
     def _emit_ephemeral(self, envelope: Envelope) -> None:
+        frame = envelope.frame.encode()
         for connection in self.live.values():
             if connection.user_id != envelope.subject:
-                connection.push(envelope.frame)
+                connection.push(frame)
 
     # Subscribers
 

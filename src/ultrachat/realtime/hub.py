@@ -68,11 +68,10 @@ class Hub:
 
     def sweep(self) -> None:
         """One pass over the connections (every ping interval, one task for the node rather
-        than one per connection): give up each peer that took nothing at all since the last
-        pass while frames waited (``Connection.stalled``)."""
+        than one per connection): each gives up its peer if it is gone (took nothing while
+        frames waited, or answered no ping) and, on the native edge, pings it if quiet."""
         for connection in list(self.connections.values()):
-            if connection.serving is not None and connection.stalled():
-                connection.abandon()
+            connection.sweep()
 
     async def stop(self, code: int, reason: str) -> None:
         await cancel_and_wait(self._sweeper)
@@ -194,7 +193,7 @@ class Hub:
         feed = self._feeds.get(channel_id)
         if feed is not None:
             feed.remove(connection)
-            self._spawn(self._release_feed(channel_id))
+            self.spawn(self._release_feed(channel_id))
 
     def is_attached(self, connection: Connection, channel_id: str) -> bool:
         return channel_id in connection.channels
@@ -240,7 +239,7 @@ class Hub:
             if envelope.kind == "channel.added":
                 channel_id = frame["channel"]["id"]
                 if channel_id not in connection.channels:
-                    self._spawn(self.attach(connection, channel_id, envelope.seq - 1))
+                    self.spawn(self.attach(connection, channel_id, envelope.seq - 1))
             elif envelope.kind == "channel.removed":
                 self.detach(connection, frame["channel_id"])
 
@@ -255,7 +254,8 @@ class Hub:
         for feed in list(self._feeds.values()):
             feed.fill_gap_soon(wait=0)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a task of the node's real-time work, kept until it ends (cancelled by stop)."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
