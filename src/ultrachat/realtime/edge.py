@@ -142,7 +142,8 @@ class EdgeListener(WSListener):
         self.connection: EdgeConnection | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._opening: asyncio.Task[None] | None = None  # hello → session open
-        self._early: deque[bytes] | None = None  # frames that came before the session opened
+        # Messages that came before the session opened (None: a binary one).
+        self._early: deque[bytes | None] | None = None
         self._worker: asyncio.Task[None] | None = None  # handles queued frames, one by one
         self._fragments: list[bytes] | None = None  # a fragmented message being assembled
         self._inflight = 0  # sends being stored
@@ -221,7 +222,7 @@ class EdgeListener(WSListener):
         if connection is None or not connection.opened:
             if self._opening is None:
                 self._hello(payload)
-            elif payload is not None:
+            else:
                 self._hold(payload)
             return
         if payload is None:
@@ -283,7 +284,7 @@ class EdgeListener(WSListener):
         for payload in early or ():
             self._message(payload)
 
-    def _hold(self, payload: bytes) -> None:
+    def _hold(self, payload: bytes | None) -> None:
         """A frame sent before the session opened: handled once it has."""
         early = self._early
         if early is None:
