@@ -133,6 +133,43 @@ async def test_a_message_sent_on_a_reaches_the_history_head_on_b(
             pytest.fail(f"m{i} never reached B's history head")
 
 
+async def test_concurrent_sends_on_both_nodes_leave_every_head_equal_to_the_database(
+    two: tuple[Node, Node],
+) -> None:
+    a, b = two
+    ann, bob = await live_user(a), await live_user(b)
+    channel_id = await channel_with(a, ann, bob)
+    hits_before = [await hits(node, "channel-history-head") for node in two]
+    for round_ in range(5):
+        await newest(a, ann, channel_id)  # both nodes hold the head
+        await newest(b, bob, channel_id)
+        mine = [f"a{round_}.{i}" for i in range(10)]
+        theirs = [f"b{round_}.{i}" for i in range(10)]
+        statuses = await asyncio.gather(
+            *(post(a, ann, channel_id, body) for body in mine),
+            *(post(b, bob, channel_id, body) for body in theirs),
+        )
+        assert set(statuses) == {201}
+        # Each sender's own node shows every message it acknowledged, at once.
+        for node, user, sent in ((a, ann, mine), (b, bob, theirs)):
+            shown = {m["body"] for m in await newest(node, user, channel_id)}
+            assert set(sent) <= shown
+        fresh = await api(
+            a, ann, "GET", f"/api/v1/channels/{channel_id}/messages?before_seq={2**63 - 1}"
+        )
+        truth = fresh.json()["messages"]
+        # The other node's messages arrive within the bus's delivery delay (docs/cache.md).
+        for node, user in ((a, ann), (b, bob)):
+            for _ in range(100):
+                if await newest(node, user, channel_id) == truth:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail(f"round {round_}: a node's head never matched the database")
+    for node, before in zip(two, hits_before, strict=True):
+        assert await hits(node, "channel-history-head") > before
+
+
 async def test_preferences_written_on_a_are_read_back_on_b(two: tuple[Node, Node]) -> None:
     a, b = two
     user = await live_user(a)

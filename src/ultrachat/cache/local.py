@@ -83,6 +83,15 @@ class LocalTier:
         store[key] = _Entry(expires_at, self._tick, value)
         self._trim(store, config, now)
 
+    def replace(self, resource: str, key: str, value: Any) -> bool:
+        """Swap a live entry's value, keeping its expiry: an entry updated in place still
+        expires ``ttl`` after it was loaded, which bounds changes no write reports."""
+        entry = self._stores[resource].get(key)
+        if entry is None or entry.expires_at <= self._clock():
+            return False
+        entry.value = value
+        return True
+
     def delete(self, resource: str, key: str) -> bool:
         if self._stores[resource].pop(key, None) is None:
             return False

@@ -7,6 +7,11 @@ the version is still the same (one Lua script). An invalidation bumps the versio
 the value, atomically. So a load that read the database before a write committed can never
 store its stale value after that write's invalidation: the version moved.
 
+A write-through (``replace_many``) is a compare-and-set on the value itself: the writer read
+the value, computed its successor, and the script stores the successor only if the value is
+still the one read (same SHA-1), otherwise deletes it; either way it bumps the version like
+an invalidation, so loads that began before the write cannot store over it.
+
 Expiry: ``time`` and ``both`` resources expire after their TTL here too. ``size`` resources
 expire after the global TTL in L2 (a backstop: Redis cannot bound a resource's key count
 cheaply; its own ``maxmemory`` policy bounds the whole of L2). docs/cache.md has the details.
@@ -14,6 +19,7 @@ cheaply; its own ``maxmemory`` policy bounds the whole of L2). docs/cache.md has
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
@@ -46,6 +52,24 @@ end
 return #KEYS / 2
 """
 
+_REPLACE_IF_UNCHANGED = """
+local replaced = {}
+for i = 1, #KEYS, 2 do
+  local expected = ARGV[i + 1]
+  local current = redis.call('GET', KEYS[i])
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  if expected ~= '' and current and redis.sha1hex(current) == expected then
+    redis.call('SET', KEYS[i], ARGV[i + 2], 'KEEPTTL')
+    replaced[#replaced + 1] = 1
+  else
+    redis.call('DEL', KEYS[i])
+    replaced[#replaced + 1] = 0
+  end
+end
+return replaced
+"""
+
 Version = bytes
 """An opaque version token read with a miss, handed back to ``set_many``."""
 
@@ -58,6 +82,7 @@ class RedisTier:
         self._config = config
         self._set_script = client.register_script(_SET_IF_UNCHANGED)
         self._invalidate_script = client.register_script(_INVALIDATE)
+        self._replace_script = client.register_script(_REPLACE_IF_UNCHANGED)
 
     def _keys(self, resource: str, key: str) -> tuple[str, str]:
         suffix = f"{resource}:{key}"
@@ -96,6 +121,25 @@ class RedisTier:
         for resource, key in pairs:
             keys.extend(self._keys(resource, key))
         await self._invalidate_script(keys=keys, args=[VERSION_TTL_MS])
+
+    async def replace_many(
+        self, resource: str, items: Sequence[tuple[str, bytes | None, bytes | None]]
+    ) -> list[bool]:
+        """For each (key, value as read, successor): store the successor, keeping the entry's
+        TTL, if the value is still the one read; else delete it (a successor of None, or a
+        value read as None, always deletes). Versions are bumped either way. Which were
+        replaced."""
+        if not items:
+            return []
+        keys: list[str] = []
+        args: list[bytes | int | str] = [VERSION_TTL_MS]
+        for key, read, successor in items:
+            keys.extend(self._keys(resource, key))
+            if read is None or successor is None:
+                args.extend(("", b""))
+            else:  # a digest, not the value: the script compares without it crossing twice
+                args.extend((hashlib.sha1(read, usedforsecurity=False).hexdigest(), successor))
+        return [bool(r) for r in await self._replace_script(keys=keys, args=args)]
 
 
 def _bytes(value: bytes | str | None) -> bytes | None:

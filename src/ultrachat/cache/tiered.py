@@ -14,6 +14,12 @@ Writes call ``invalidate`` after their transaction committed and before they ans
    same way and acknowledges. With ``wait=True`` the writer waits for as many
    acknowledgements as the bus reported receivers, up to ``invalidation_timeout``.
 
+A write that knows the new value from the old one (a channel's newest page after a send)
+calls ``update`` instead: L2 is replaced under compare-and-set (remote.py), this node's L1
+in place, and every other node drops the keys from its L1 (its next lookup is an L2 hit). A
+tier that cannot take the change (the key is absent, or the change refuses what is there)
+is invalidated as above. Both fence loads under way, as an invalidation does.
+
 A node whose bus is down cannot hear invalidations, so it stops using its L1 until the bus
 is back, and then empties it before using it again. docs/cache.md states the guarantees.
 """
@@ -46,6 +52,7 @@ from ultrachat.metrics.cache import (
     CACHE_INVALIDATIONS,
     CACHE_L1_FLUSHES,
     CACHE_REQUESTS,
+    CACHE_UPDATES,
 )
 
 T = TypeVar("T")
@@ -64,6 +71,26 @@ def ack_topic(node_id: str) -> str:
 
 Key = tuple[str, str]
 """(resource, key)"""
+
+Change = Callable[[Any], Any]
+"""A write-through: the cached value (never MISSING) → its successor, or None when the
+change cannot apply to it. Must not modify the value it is given (L1 shares it)."""
+
+
+def _apply(change: Change, value: Any) -> Any:
+    """``change(value)``; None for an absent value, or a change that failed (a bug: the key
+    is invalidated instead, which is always safe)."""
+    if value is MISSING:
+        return None
+    try:
+        return change(value)
+    except Exception:
+        log.exception("cache: a write-through failed; invalidating instead")
+        return None
+
+
+def _outcome(value: Any) -> str:
+    return "invalidated" if value is None else "applied"
 
 
 @dataclass(slots=True)
@@ -230,13 +257,34 @@ class TieredCache:
         for resource, _ in pairs:
             CACHE_INVALIDATIONS.labels(resource).inc()
         if self.remote is not None:
-            try:
-                await self.remote.invalidate(pairs)
-            except _L2_ERRORS:
-                # L2 keeps a stale value until its TTL; logged loudly, counted.
-                CACHE_ERRORS.labels("l2_invalidate").inc()
-                log.error("cache: L2 invalidation of %d keys failed", len(pairs), exc_info=True)
+            await self._invalidate_l2(pairs)
         self._forget(pairs)
+        await self._tell_others(pairs, wait)
+
+    async def update(self, resource: str, changes: Mapping[str, Change]) -> None:
+        """Write-through: each key's value becomes ``change(value)``, computed in each tier
+        from what that tier holds (L2 under compare-and-set). Where the key is absent or its
+        change returns None, the key is invalidated in that tier instead. Other nodes drop
+        the keys from their L1 without acknowledging (the ``wait=False`` of ``invalidate``).
+        Call it after the write committed, before answering. Never raises."""
+        if not changes or not self.enabled or resource not in self.config.resources:
+            return
+        if self.remote is not None:
+            await self._update_l2(resource, changes)
+        pairs = [(resource, key) for key in changes]
+        if self._l1_usable():
+            successors = {k: _apply(c, self.local.get(resource, k)) for k, c in changes.items()}
+            # Loads under way may have read the old value: none of them may store it now.
+            self._fence(pairs)
+            for key, value in successors.items():
+                if value is None or not self.local.replace(resource, key, value):
+                    self.local.delete(resource, key)
+                CACHE_UPDATES.labels(resource, "l1", _outcome(value)).inc()
+        await self._tell_others(pairs, wait=False)
+
+    async def _tell_others(self, pairs: list[Key], wait: bool) -> None:
+        """Publish ``pairs`` for every other node to drop from its L1; with ``wait``, wait
+        for their acknowledgements (up to the timeout)."""
         invalidation_id = next(self._ids)
         acks = _Acks() if wait else None
         if acks is not None:
@@ -330,9 +378,42 @@ class TieredCache:
             return
         self.local.set(resource, key, value)
 
+    async def _update_l2(self, resource: str, changes: Mapping[str, Change]) -> None:
+        assert self.remote is not None
+        keys = list(changes)
+        try:
+            stored = await self.remote.get_many(resource, keys)
+            items: list[tuple[str, bytes | None, bytes | None]] = []
+            for key, (raw, _) in zip(keys, stored, strict=True):
+                value = _apply(changes[key], MISSING if raw is None else orjson.loads(raw))
+                items.append((key, raw, None if value is None else orjson.dumps(value)))
+            replaced = await self.remote.replace_many(resource, items)
+        except (*_L2_ERRORS, TypeError):
+            CACHE_ERRORS.labels("l2_update").inc()
+            log.warning("cache: L2 update of %d keys failed; invalidating", len(keys))
+            await self._invalidate_l2([(resource, k) for k in keys])
+            return
+        for done in replaced:
+            CACHE_UPDATES.labels(resource, "l2", "applied" if done else "invalidated").inc()
+
+    async def _invalidate_l2(self, pairs: list[Key]) -> None:
+        assert self.remote is not None
+        try:
+            await self.remote.invalidate(pairs)
+        except _L2_ERRORS:
+            # L2 keeps a stale value until its TTL; logged loudly, counted.
+            CACHE_ERRORS.labels("l2_invalidate").inc()
+            log.error("cache: L2 invalidation of %d keys failed", len(pairs), exc_info=True)
+
     def _forget(self, pairs: Iterable[Key]) -> None:
+        pairs = list(pairs)
         for pair in pairs:
             self.local.delete(*pair)
+        self._fence(pairs)
+
+    def _fence(self, pairs: Iterable[Key]) -> None:
+        """Loads of ``pairs`` under way no longer store what they read."""
+        for pair in pairs:
             self._flights.pop(pair, None)  # later lookups start a load of their own
             self._epoch += 1
             self._recent[pair] = self._epoch

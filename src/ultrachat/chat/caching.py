@@ -7,13 +7,24 @@ Cached (resource → key → value):
 - ``user-channels``: ``<user>`` → the ids of the user's channels. Read on every WebSocket
   subscribe (hello).
 - ``channel-history-head``: ``<channel>`` → the newest page of the channel's history, as the
-  API shows it, with the page size it was loaded for.
+  API shows it, with the page size it was loaded for and ``through``: the channel's seq it
+  is current through (every event up to it is in it, none after; None when unknown).
 - ``chat-messages``: ``<message id>`` → one message as the API shows it.
 
 Every change reaches the cache through ``changed`` / ``members_changed`` /
 ``messages_created``, called after the commit and before the change is acknowledged or
-announced, so no client can learn of a change before every node forgot what it changes.
-Without a cache (``ChatCache(None)``) every read goes to the loader.
+announced, so no client can learn of a change before every node forgot (or, for a history
+head, updated) what it changes. Without a cache (``ChatCache(None)``) every read goes to
+the loader.
+
+History heads are written through, not invalidated, by the events that only add to them:
+new messages are appended, and events that leave the page as it is (membership, channel
+settings) only move ``through`` on. ``advanced`` is the rule. It refuses, and the head is
+invalidated instead, unless the head is current through the seq just before the change:
+every event takes the channel's next seq, so a head that missed one (an edit, another
+node's batch) shows a gap and is dropped, never extended past it. Edits, deletions,
+reactions and pins invalidate it. Other nodes drop their copy without acknowledging (the
+bounded delay for new messages in docs/cache.md) and read the new one from L2.
 
 Loaders must read the primary (``Database.sessions``), never a replica: a fill that runs just
 after an invalidation must see the write behind it, or it would cache the old value again.
@@ -21,7 +32,8 @@ after an invalidation must see the write behind it, or it would cache the old va
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ultrachat.cache.config import (
@@ -48,6 +60,9 @@ _MESSAGE_CHANGES = frozenset(
     }
 )
 _MEMBERSHIP_CHANGES = frozenset({"member.joined", "member.left"})
+# Events that take a seq but change no message: a history head stays as it is, through them.
+# Any kind not named here or above invalidates the head (the safe default for a new kind).
+_PAGE_UNCHANGED = frozenset({"channel.updated", "member.joined", "member.left", "member.updated"})
 
 
 class ChatCache:
@@ -92,15 +107,17 @@ class ChatCache:
         self,
         channel_id: str,
         limit: int,
-        load: Callable[[int], Awaitable[list[dict[str, Any]]]],
+        load: Callable[[int], Awaitable[tuple[list[dict[str, Any]], int | None]]],
     ) -> list[dict[str, Any]]:
         """The newest ``limit`` messages; a cached head loaded for a larger page (or holding
-        the whole channel) serves smaller ones too."""
+        the whole channel) serves smaller ones too. ``load`` gives the page and the seq it
+        is current through (None if it cannot tell)."""
         if self._cache is None:
-            return await load(limit)
+            return (await load(limit))[0]
 
         async def load_head() -> dict[str, Any]:
-            return {"limit": limit, "messages": await load(limit)}
+            messages, through = await load(limit)
+            return {"limit": limit, "through": through, "messages": messages}
 
         def enough(head: dict[str, Any]) -> bool:
             return bool(head["limit"] >= limit or len(head["messages"]) < head["limit"])
@@ -127,32 +144,78 @@ class ChatCache:
         except _Absent:
             return None
 
-    # Invalidating
+    # Writing
 
-    async def changed(self, channel_id: str, kind: str, subject: str, data: dict[str, Any]) -> None:
-        """A change committed by the ledger: forget what it makes stale, on every node."""
+    async def changed(
+        self, channel_id: str, seq: int, kind: str, subject: str, data: dict[str, Any]
+    ) -> None:
+        """A change committed by the ledger at ``seq``: forget what it makes stale, on every
+        node; move the history head on through it if it leaves the page as it is."""
+        if self._cache is None:
+            return
         keys: list[Key] = []
         if kind in _MESSAGE_CHANGES:
-            keys.append((CHANNEL_HISTORY_HEAD, channel_id))
             message_id = data.get("message_id") or data.get("id")
             if isinstance(message_id, str):
                 keys.append((CHAT_MESSAGES, message_id))
         elif kind in _MEMBERSHIP_CHANGES and subject:
             keys.extend(_membership_keys(channel_id, [subject]))
-        if keys and self._cache is not None:
+        if kind not in _PAGE_UNCHANGED:
+            keys.append((CHANNEL_HISTORY_HEAD, channel_id))
+        if keys:
             await self._cache.invalidate(keys)
+        if kind in _PAGE_UNCHANGED:
+            change = functools.partial(advanced, messages=(), first_seq=seq, last_seq=seq)
+            await self._cache.update(CHANNEL_HISTORY_HEAD, {channel_id: change})
 
     async def members_changed(self, channel_id: str, user_ids: Sequence[str]) -> None:
         """Members added outside the ledger (a channel's creation)."""
         if self._cache is not None and user_ids:
             await self._cache.invalidate(_membership_keys(channel_id, user_ids))
 
-    async def messages_created(self, channel_ids: Iterable[str]) -> None:
-        """New messages make the history heads stale. Other nodes are told without waiting
-        for their acknowledgement (docs/cache.md: a bounded delay, for new messages only)."""
-        if self._cache is not None:
-            keys = [(CHANNEL_HISTORY_HEAD, c) for c in dict.fromkeys(channel_ids)]
-            await self._cache.invalidate(keys, wait=False)
+    async def messages_created(self, created: Mapping[str, Sequence[dict[str, Any]]]) -> None:
+        """A committed batch's new messages, by channel, each in seq order as the API shows
+        them (one batch's seqs in a channel are consecutive): appended to the history heads
+        on this node and in L2; other nodes drop theirs without acknowledging (docs/cache.md:
+        a bounded delay, for new messages only)."""
+        if self._cache is None or not created:
+            return
+        changes = {
+            channel_id: functools.partial(
+                advanced,
+                messages=messages,
+                first_seq=messages[0]["seq"],
+                last_seq=messages[-1]["seq"],
+            )
+            for channel_id, messages in created.items()
+            if messages
+        }
+        await self._cache.update(CHANNEL_HISTORY_HEAD, changes)
+
+
+def advanced(
+    head: dict[str, Any],
+    *,
+    messages: Sequence[dict[str, Any]],
+    first_seq: int,
+    last_seq: int,
+) -> dict[str, Any] | None:
+    """``head`` after the events ``first_seq``..``last_seq``, which added ``messages`` (none
+    for an event that changes no message), or None when that cannot be told from the head:
+    it is not current through ``first_seq - 1`` exactly (a gap, or unknown). A head already
+    current through ``last_seq`` was loaded after the events and holds them. Never modifies
+    ``head``: L1 shares it with readers."""
+    through = head.get("through")
+    if through is None:
+        return None
+    if through >= last_seq:
+        return head
+    if through != first_seq - 1:
+        return None
+    kept = head["messages"]
+    if messages:
+        kept = [*kept, *messages][-head["limit"] :]
+    return {"limit": head["limit"], "through": last_seq, "messages": kept}
 
 
 class _Absent(Exception):

@@ -9,7 +9,8 @@ committer per process writes whatever has queued as one batch:
    also within the batch), thread roots — one query each, not one per message;
 3. give the accepted sends of each channel consecutive seqs after its ``last_seq``;
 4. insert messages, idempotency keys, mentions and events as multi-row inserts; commit;
-5. invalidate the cached newest pages of those channels (chat/caching.py);
+5. append the new messages to the cached newest pages of those channels (chat/caching.py:
+   write-through, or invalidation where a cached page is not current);
 6. only then answer each sender (the ack means committed) and publish the events.
 
 While one batch commits, the next one queues, so batches grow with load by themselves and a
@@ -139,8 +140,11 @@ class GroupCommitter:
                         )
                     )
             return
-        # The newest pages of these channels are stale: forget them before any ack.
-        await self._ledger.cache.messages_created(c.channel_id for c in committed)
+        # The newest pages of these channels are behind: bring them up before any ack.
+        created: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for event in committed:  # grouped by channel, in seq order
+            created[event.channel_id].append(event.data)
+        await self._ledger.cache.messages_created(created)
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue  # the sender went away; the message is stored all the same

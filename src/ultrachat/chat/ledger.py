@@ -65,12 +65,12 @@ class ChannelLedger:
         self._bus = bus
         # Encrypts bodies and frames on their way into the database (chat/sealing.py).
         self.sealer = sealer
-        # The services' read cache; every committed change invalidates through it.
+        # The services' read cache; every committed change goes through it.
         self.cache = cache or ChatCache(None)
 
     async def commit(self, channel_id: str, actor_id: str, write: Write) -> Committed:
-        """Run ``write`` under the channel's next seq and record its event; invalidate what
-        it changed in the cache, on every node; then publish."""
+        """Run ``write`` under the channel's next seq and record its event; bring the cache
+        up to date with it (chat/caching.py), on every node; then publish."""
         now = datetime.now(UTC)
         async with self._db.transaction() as session:
             seq = await repository.next_seq(session, channel_id)
@@ -93,7 +93,7 @@ class ChannelLedger:
         committed = Committed(channel_id, seq, change.kind, frame, change.data)
         EVENTS_COMMITTED.labels(change.kind).inc()
         # Before the announce and the caller's answer: nobody hears of it from a stale cache.
-        await self.cache.changed(channel_id, change.kind, change.subject, change.data)
+        await self.cache.changed(channel_id, seq, change.kind, change.subject, change.data)
         await self.announce(committed, change.subject)
         return committed
 

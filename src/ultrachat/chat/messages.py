@@ -214,10 +214,21 @@ class MessageService:
     async def _ensure_readable(self, channel_id: str, actor: str) -> None:
         await self._access.ensure_readable(channel_id, actor)
 
-    async def _newest_page(self, channel_id: str, limit: int) -> list[dict[str, Any]]:
+    async def _newest_page(
+        self, channel_id: str, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The newest page and the channel seq it is current through (the cache's version of
+        it), or None when an event committed while it was read. Every event moves the
+        channel's ``last_seq`` in its own transaction, and each statement here sees at least
+        what the one before it saw: an unchanged ``last_seq`` read before and after the page
+        means the page's reads all saw exactly the events up to it."""
         async with self._db.sessions() as session:
+            before = await repository.current_seqs(session, [channel_id])
             rows = await repository.message_page(session, channel_id, None, None, limit)
-            return await self._present(session, rows)
+            page = await self._present(session, rows)
+            after = await repository.current_seqs(session, [channel_id])
+        through = before.get(channel_id)
+        return page, through if through == after.get(channel_id) else None
 
     async def _load(self, message_id: str) -> dict[str, Any] | None:
         async with self._db.sessions() as session:

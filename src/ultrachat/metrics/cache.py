@@ -32,6 +32,12 @@ CACHE_INVALIDATIONS = Counter(
     "Keys invalidated by writes on this node, by resource.",
     ["resource"],
 )
+CACHE_UPDATES = Counter(
+    "ultrachat_cache_updates_total",
+    "Write-through updates by resource and tier (l1, l2): applied in place, or invalidated"
+    " because the tier held nothing or something the update could not apply to.",
+    ["resource", "tier", "result"],
+)
 CACHE_INVALIDATION_TIMEOUTS = Counter(
     "ultrachat_cache_invalidation_timeouts_total",
     "Invalidations acknowledged by fewer nodes than received them within the timeout.",
