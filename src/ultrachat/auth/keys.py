@@ -72,12 +72,29 @@ def generate_key_pair() -> tuple[str, str]:
 
 async def rotate(db: Database, ring: DataKeyRing) -> str:
     """Create a new signing key; it signs from the next reload on. Returns its kid."""
+    sealed = await _new_key(ring)
+    async with db.transaction() as session:
+        await repository.add_signing_key(session, *sealed, datetime.now(UTC))
+    return sealed[0]
+
+
+async def create_first_key(db: Database, ring: DataKeyRing) -> None:
+    """The first key of a fresh deployment, made once however many processes start together
+    (``serve --workers N``, several nodes): they take turns on a lock and only the first
+    finds no key. Otherwise each would sign with a key of its own until its next reload,
+    and refuse the others' tokens."""
+    sealed = await _new_key(ring)
+    async with db.transaction() as session:
+        await repository.lock_signing_keys(session)
+        if not await repository.list_signing_keys(session):
+            await repository.add_signing_key(session, *sealed, datetime.now(UTC))
+
+
+async def _new_key(ring: DataKeyRing) -> tuple[str, bytes, str]:
+    """(kid, sealed private PEM, public PEM) of a new key pair."""
     private_pem, public_pem = await asyncio.to_thread(generate_key_pair)
     kid = new_id()
-    sealed = ring.encrypt_text(SIGNING_KEY, kid, private_pem)
-    async with db.transaction() as session:
-        await repository.add_signing_key(session, kid, sealed, public_pem, datetime.now(UTC))
-    return kid
+    return kid, ring.encrypt_text(SIGNING_KEY, kid, private_pem), public_pem
 
 
 class KeyRing:
@@ -96,7 +113,7 @@ class KeyRing:
         """Load the keys, generating the first pair on a fresh deployment."""
         await self.reload()
         if self._signing is None:
-            await rotate(self._db, self._ring)
+            await create_first_key(self._db, self._ring)
             await self.reload()
 
     async def reload(self) -> None:

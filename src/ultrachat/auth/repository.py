@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ultrachat.auth.models import AuthSession, RefreshToken, SigningKey, User
@@ -22,6 +22,17 @@ async def add_signing_key(
     session.add(
         SigningKey(kid=kid, private_pem=private_pem, public_pem=public_pem, created_at=created_at)
     )
+
+
+# pg_advisory_xact_lock key serializing the first signing key's creation: "uckey" in ASCII.
+_SIGNING_KEYS_LOCK = 0x75636B6579
+
+
+async def lock_signing_keys(session: AsyncSession) -> None:
+    """Until the transaction ends, no other process creates signing keys this way.
+    (SQLite serializes writers by itself, and one process serves it.)"""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SIGNING_KEYS_LOCK})
 
 
 async def list_signing_keys(session: AsyncSession) -> Sequence[SigningKey]:
