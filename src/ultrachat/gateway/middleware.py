@@ -142,9 +142,13 @@ class EdgeMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if _VALID_REQUEST_ID.fullmatch(text) else None
+            return valid_request_id(value.decode("latin-1"))
     return None
+
+
+def valid_request_id(text: str | None) -> str | None:
+    """A caller's X-Request-ID if it is one we may log and echo, else None."""
+    return text if text is not None and _VALID_REQUEST_ID.fullmatch(text) else None
 
 
 def _content_length(scope: Scope) -> int | None:

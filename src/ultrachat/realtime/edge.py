@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import deque
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSU
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from ultrachat.errors import Unauthorized
+from ultrachat.gateway.middleware import valid_request_id
 from ultrachat.realtime import session
 from ultrachat.realtime.connection import (
     CLOSE_BAD_HELLO,
@@ -35,6 +37,7 @@ from ultrachat.realtime.connection import (
 from ultrachat.storage import new_id
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("ultrachat.access")
 # picows logs every connection at INFO; ours is set to WARNING in logs.py. An adapter,
 # because picows makes a child Logger per connection (never freed) for a plain Logger.
 _WIRE_LOG = logging.LoggerAdapter(logging.getLogger("ultrachat.realtime.wire"))
@@ -268,6 +271,8 @@ class EdgeListener(WSListener):
             new_id(), transport, claims.user_id, claims.session_id, settings.ws_send_queue_max
         )
         self.connection = connection
+        if access_log.isEnabledFor(logging.INFO):
+            _log_session(transport, connection)
         try:
             await session.open_session(runtime, connection, resume)
         except BaseException as exc:
@@ -470,6 +475,22 @@ def close_transport(transport: WSTransport, code: int, reason: str) -> None:
     # Any code: WSCloseCode names only the standard ones, ours (4xxx) are ints.
     transport.send_close(cast("WSCloseCode", code), reason.encode()[:123])
     asyncio.get_running_loop().call_later(CLOSE_REPLY_WAIT, transport.disconnect)
+
+
+def _log_session(transport: WSTransport, connection: EdgeConnection) -> None:
+    """The access line of the ASGI server's own WebSocket protocols, which this edge
+    replaces: the path as asked for (a token in it is redacted by logs.py)."""
+    request = transport.request
+    access_log.info(
+        "websocket",
+        extra={
+            "request_id": valid_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex,
+            "route": request.path.decode("latin-1"),
+            "status": 101,
+            "user_id": connection.user_id,
+            "connection_id": connection.id,
+        },
+    )
 
 
 def _utf8(payload: bytes) -> bool:
