@@ -81,12 +81,13 @@ def node_env(backend: Backend, data_dir: Path, **overrides: Any) -> dict[str, st
     return env
 
 
-async def start_node(env: dict[str, str], log_dir: Path) -> Node:
+async def start_node(env: dict[str, str], log_dir: Path, *args: str) -> Node:
+    """``ultrachat serve`` on a free port; ``args`` are more of its options."""
     port = free_port()
     log_path = log_dir / f"node-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ultrachat", "serve", "--port", str(port)],
+            [sys.executable, "-m", "ultrachat", "serve", "--port", str(port), *args],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
