@@ -31,7 +31,7 @@ _SIGNING_KEYS_LOCK = 0x75636B6579
 async def lock_signing_keys(session: AsyncSession) -> None:
     """Until the transaction ends, no other process creates signing keys this way.
     (SQLite serializes writers by itself, and one process serves it.)"""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SIGNING_KEYS_LOCK})
 
 
