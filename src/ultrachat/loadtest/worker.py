@@ -20,7 +20,6 @@ import queue
 import random
 import resource
 import socket
-import sys
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -30,16 +29,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import websockets
-from websockets.asyncio.client import ClientConnection
 
+from ultrachat.loadtest.client import KEEPALIVE, Link, reason
 from ultrachat.loadtest.histogram import Histogram
 from ultrachat.loadtest.scenario import Shape
 
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 TICK = 0.005  # the sender's and REST loop's step
 MAX_REST_INFLIGHT = 64
-MAX_QUEUE = 256  # frames websockets buffers per connection before it stops reading
 
 
 @dataclass
@@ -69,10 +65,6 @@ class WorkerPlan:
     seed: int
     run_id: str = "run"  # in every client_msg_id: a later run must not hit the idempotency
     rest_source: str | None = None
-
-
-class ConnectFailed(Exception):
-    """The handshake did not end in ``ready``; the message is the reason, short."""
 
 
 @dataclass
@@ -108,29 +100,11 @@ class Stats:
     rest: dict[str, Histogram] = field(default_factory=lambda: defaultdict(Histogram))
 
 
-async def open_socket(address: tuple[str, int], source: str) -> socket.socket:
-    """A TCP socket from ``source`` (any free port) to ``address``.
-
-    IP_BIND_ADDRESS_NO_PORT leaves the port to connect(), so the kernel may reuse a port
-    towards other destinations: the limit is then ~28,000 connections per (source,
-    destination) pair, and more source addresses give more pairs."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        if sys.platform == "linux":
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((source, 0))
-        await loop.sock_connect(sock, address)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class Conn:
-    """One WebSocket client: its channels' heads, gaps and duplicates, its unacked sends."""
+    """One WebSocket client: its channels' heads, gaps and duplicates, its unacked sends.
+
+    While connected it has no task: its link calls ``on_frame`` from picows' callback. A
+    task exists only while it reconnects."""
 
     def __init__(self, worker: Worker, plan: ConnPlan) -> None:
         self.w = worker
@@ -144,111 +118,79 @@ class Conn:
         self.gaps: dict[int, set[int]] = {}
         self.duplicates = 0
         self.pending: dict[str, tuple[int, int, bytes]] = {}  # client_msg_id → chan, ns, frame
-        self.ws: ClientConnection | None = None
+        self.link: Link | None = None
         self.live = False
         self.established = False
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # the reconnect under way
 
     # Connecting
 
-    async def open(self, node: int) -> ClientConnection:
+    async def open(self, node: int) -> Link:
         w = self.w
-        url = w.plan.ws_urls[node]
-        sock = None
-        if self.source is not None:
-            sock = await open_socket(await w.address(node), self.source)
-        ws = await websockets.connect(
-            url,
-            sock=sock,
-            proxy=None,
-            compression=None,
-            open_timeout=w.plan.connect_timeout,
-            # Keepalive pings (the library's default, 20 s) find a node that vanished without
-            # closing its sockets; a killed process's sockets are reset by its kernel at once.
-            close_timeout=2,
-            max_queue=MAX_QUEUE,
-            user_agent_header="ultrachat-loadtest",
-        )
         hello: dict[str, Any] = {"type": "hello", "token": self.token}
         if self.live:
             hello["resume"] = {
                 w.plan.channel_ids[chan]: self.heads[slot]
                 for slot, chan in enumerate(self.channels)
             }
-        try:
-            await ws.send(orjson.dumps(hello), text=True)
-            first = orjson.loads(
-                await asyncio.wait_for(ws.recv(decode=False), w.plan.connect_timeout)
-            )
-        except websockets.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else 1006
-            raise ConnectFailed(f"closed {code} at hello") from None
-        except TimeoutError:
-            await ws.close()
-            raise ConnectFailed("no ready in time") from None
-        if not isinstance(first, dict) or first.get("type") != "ready":
-            await ws.close()
-            raise ConnectFailed(f"first frame {str(first)[:40]}")
-        return ws
+        source = None if self.source is None else (await w.address(node), self.source)
+        return await Link.connect(
+            self, w.plan.ws_urls[node], orjson.dumps(hello), w.plan.connect_timeout, source
+        )
 
     async def connect(self) -> None:
         start = time.perf_counter()
         try:
-            self.ws = await self.open(self.node)
+            self.link = await self.open(self.node)
         except Exception as exc:
             self.w.stats.connect_failed += 1
-            self.w.stats.connect_failures[_reason(exc)] += 1
+            self.w.stats.connect_failures[reason(exc)] += 1
             return
         self.w.stats.connect.record((time.perf_counter() - start) * 1e6)
         self.w.stats.connect_ok += 1
         self.established = True
-        self.task = asyncio.create_task(self.serve())
 
-    async def serve(self) -> None:
-        """Read until closed; reconnect (to the next node) and resume until the run stops."""
+    def on_closed(self, code: int) -> None:
+        """The link's close (picows' callback): reconnect, unless the run is stopping."""
+        self.link = None
+        if self.w.stopping:
+            return
+        self.w.stats.close_codes[str(code)] += 1
+        self.task = asyncio.get_running_loop().create_task(self.reconnect())
+
+    def on_error(self, reason: str) -> None:
+        self.w.stats.other_errors[reason] += 1
+
+    async def reconnect(self) -> None:
+        """To the next node, with jittered backoff; resume, and resend what was not acked."""
         w = self.w
+        lost_at = time.perf_counter()
+        attempt = 0
+        node = self.node
         while True:
-            ws = self.ws
-            assert ws is not None
-            await self.read(ws)
-            self.ws = None
-            if w.stopping:
-                return
-            w.stats.close_codes[str(ws.close_code or 1006)] += 1
-            lost_at = time.perf_counter()
-            attempt = 0
-            node = self.node
-            while True:
-                node = (node + 1) % len(w.plan.ws_urls)
-                try:
-                    ws = await self.open(node)
-                    break
-                except Exception:
-                    w.stats.reconnect_attempts_failed += 1
-                    if w.stopping:
-                        return
-                    attempt += 1
-                    jitter = random.random()  # noqa: S311 - spreads retries, not a secret
-                    await asyncio.sleep(min(1.0, 0.05 * 2 ** min(attempt, 5)) * jitter)
-            self.node = node
-            w.stats.reconnects += 1
-            w.stats.reconnect.record((time.perf_counter() - lost_at) * 1e6)
-            resend = list(self.pending.values())
-            w.stats.resent += len(resend)
-            self.ws = ws
-            with contextlib.suppress(websockets.ConnectionClosed):
-                for _chan, _ns, frame in resend:
-                    await ws.send(frame, text=True)
-
-    async def read(self, ws: ClientConnection) -> None:
-        try:
-            while True:
-                self.on_frame(await ws.recv(decode=False))
-        except websockets.ConnectionClosed:
-            pass
-        except Exception as exc:  # a malformed frame: count it, drop the connection
-            self.w.stats.other_errors[f"client {type(exc).__name__}"] += 1
-            await ws.close()
+            node = (node + 1) % len(w.plan.ws_urls)
+            try:
+                link = await self.open(node)
+                break
+            except Exception:
+                w.stats.reconnect_attempts_failed += 1
+                if w.stopping:
+                    return
+                attempt += 1
+                jitter = random.random()  # noqa: S311 - spreads retries, not a secret
+                await asyncio.sleep(min(1.0, 0.05 * 2 ** min(attempt, 5)) * jitter)
+        self.task = None
+        if w.stopping:
+            link.drop()
+            return
+        self.node = node
+        w.stats.reconnects += 1
+        w.stats.reconnect.record((time.perf_counter() - lost_at) * 1e6)
+        resend = list(self.pending.values())
+        w.stats.resent += len(resend)
+        self.link = link
+        for _chan, _ns, frame in resend:
+            link.send(frame)
 
     # Frames
 
@@ -314,7 +256,7 @@ class Conn:
 
     # Sending
 
-    async def send(self, chan: int) -> None:
+    def send(self, chan: int) -> None:
         w = self.w
         w.counter += 1
         client_msg_id = f"{w.plan.run_id}.{w.plan.index}.{w.counter}"
@@ -331,10 +273,8 @@ class Conn:
         )
         self.pending[client_msg_id] = (chan, sent_ns, frame)
         w.stats.sent += 1
-        ws = self.ws
-        if ws is not None:  # otherwise it goes out when the connection is back
-            with contextlib.suppress(websockets.ConnectionClosed):
-                await ws.send(frame, text=True)
+        if self.link is not None:  # otherwise it goes out when the connection is back
+            self.link.send(frame)
 
     def behind(self, targets: dict[int, int]) -> bool:
         return any(
@@ -348,16 +288,6 @@ class Conn:
             {s: sorted(g) for s, g in self.gaps.items() if g},
             self.duplicates,
         )
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectFailed):
-        return str(exc)
-    if isinstance(exc, websockets.InvalidStatus):
-        return f"HTTP {exc.response.status_code}"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return f"{type(exc).__name__} errno {exc.errno}"
-    return type(exc).__name__
 
 
 class Worker:
@@ -402,7 +332,10 @@ class Worker:
     # Phases
 
     async def run(self) -> None:
-        reporter = asyncio.create_task(self.report_every_second())
+        background = (
+            asyncio.create_task(self.report_every_second()),
+            asyncio.create_task(self.keepalive()),
+        )
         limit = asyncio.Semaphore(self.plan.connect_concurrency)
 
         async def connect(conn: Conn) -> None:
@@ -414,7 +347,7 @@ class Worker:
 
         command = await self.command()
         if command[0] == "stop":
-            await self.finish(reporter)
+            await self.finish(*background)
             return
         _, t0, heads = command
         for conn in self.conns:
@@ -438,7 +371,7 @@ class Worker:
         finally:
             for client in http:
                 await client.aclose()
-        await self.finish(reporter)
+        await self.finish(*background)
 
     async def wait(self, done: Any, seconds: float) -> None:
         """Until ``done()`` (polled: it looks at every connection) or ``seconds`` pass."""
@@ -446,19 +379,33 @@ class Worker:
         while not done() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
 
-    async def finish(self, reporter: asyncio.Task[None]) -> None:
+    async def finish(self, *background: asyncio.Task[None]) -> None:
         self.stopping = True
-        reporter.cancel()
-        open_ws = [c.ws for c in self.conns if c.ws is not None]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(ws.close() for ws in open_ws), return_exceptions=True), 10
-            )
+        for task in background:
+            task.cancel()
         tasks = [c.task for c in self.conns if c.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A closing handshake on every connection, as a client leaving would; then the rest.
+        links = [c.link for c in self.conns if c.link is not None]
+        for link in links:
+            link.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(link.closed() for link in links), return_exceptions=True), 10
+            )
+        for link in links:
+            link.drop()
         self.out.put(("result", self.plan.index, self.result()))
+
+    async def keepalive(self) -> None:
+        """One sweep for every connection's keepalive (``Link.keepalive``)."""
+        while True:
+            await asyncio.sleep(KEEPALIVE)
+            for conn in self.conns:
+                if conn.link is not None:
+                    conn.link.keepalive()
 
     async def send_loop(self, t0: float) -> None:
         plan = self.plan
@@ -471,7 +418,7 @@ class Worker:
             due = int(plan.shape.sends_by(elapsed, plan.rate, plan.duration)) - done
             for _ in range(due):
                 conn = self.rng.choice(senders)
-                await conn.send(self.rng.choice(conn.channels))
+                conn.send(self.rng.choice(conn.channels))
             done += max(due, 0)
             if elapsed >= plan.duration:
                 return
@@ -548,7 +495,7 @@ class Worker:
     # Reporting
 
     def open_count(self) -> int:
-        return sum(1 for c in self.conns if c.ws is not None)
+        return sum(1 for c in self.conns if c.link is not None)
 
     async def report_every_second(self) -> None:
         e2e_seen, ack_seen = Histogram(), Histogram()
