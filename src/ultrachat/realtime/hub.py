@@ -28,6 +28,7 @@ from ultrachat.chat.log import ChannelLog
 from ultrachat.metrics.chat import WS_CONNECTIONS, WS_REPLAYED
 from ultrachat.realtime.connection import CLOSE_UNAUTHORIZED, Connection
 from ultrachat.realtime.feed import ChannelFeed, LeaveGate
+from ultrachat.realtime.heads import HeadReader
 from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Hub:
     ) -> None:
         self._bus = bus
         self._log = channel_log
+        self._heads = HeadReader(channel_log.heads)  # one query for many new feeds
         self._max_behind = max_behind
         self.connections: dict[str, Connection] = {}
         self._by_user: dict[str, set[str]] = defaultdict(set)
@@ -210,7 +212,7 @@ class Hub:
             if feed is None:
                 # Subscribe before reading the head: nothing committed after it is missed.
                 await self._bus.subscribe(channel_topic(channel_id), self._on_channel_event)
-                head = (await self._log.heads([channel_id])).get(channel_id, 0)
+                head = await self._heads.head(channel_id)
                 feed = ChannelFeed(channel_id, head, self._log.after)
                 self._feeds[channel_id] = feed
         self._feed_locks.pop(channel_id, None)
