@@ -280,6 +280,7 @@ class EdgeListener(WSListener):
                 log.exception("opening a real-time session failed")
                 close_transport(transport, CLOSE_INTERNAL_ERROR, "server error; reconnect")
             connection.gone()
+            self.connection = None  # closed here: not again when the socket goes
             await session.close_session(runtime, connection)
             if isinstance(exc, asyncio.CancelledError):
                 raise
