@@ -50,7 +50,9 @@ TEXT, CLOSE, CONTINUATION, BINARY = (
     WSMsgType.CONTINUATION,
     WSMsgType.BINARY,
 )
+CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_TEXT = 1007
+CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_NORMAL = 1000
@@ -208,7 +210,7 @@ class EdgeListener(WSListener):
             return None
         parts = self._fragments
         if parts is None:
-            self._close(1002, "continuation without a first fragment")
+            self._close(CLOSE_PROTOCOL_ERROR, "continuation without a first fragment")
             return None
         parts.append(payload)
         if sum(map(len, parts)) > self._runtime.settings.ws_max_message_bytes:
@@ -266,6 +268,10 @@ class EdgeListener(WSListener):
         except Unauthorized as exc:
             self._close(CLOSE_UNAUTHORIZED, exc.message)
             return
+        except Exception:
+            log.exception("checking a real-time hello's token failed")
+            self._close(CLOSE_INTERNAL_ERROR, "server error; reconnect")
+            return
         settings = runtime.settings
         connection = EdgeConnection(
             new_id(), transport, claims.user_id, claims.session_id, settings.ws_send_queue_max
@@ -296,7 +302,7 @@ class EdgeListener(WSListener):
         if early is None:
             early = self._early = deque()
         if len(early) >= MAX_EARLY_FRAMES:
-            self._close(1008, "wait for ready before sending more frames")
+            self._close(CLOSE_POLICY, "wait for ready before sending more frames")
             return
         early.append(payload)
 
@@ -315,7 +321,11 @@ class EdgeListener(WSListener):
         try:
             while pending and not connection.closing:
                 frame = pending.popleft()
-                await session.handle(self._runtime, connection, frame.get("type"), frame)
+                try:
+                    await session.handle(self._runtime, connection, frame.get("type"), frame)
+                except Exception:  # one frame's failure (Redis down) ends nothing else
+                    log.exception("a real-time %r frame failed", frame.get("type"))
+                    connection.push(session.error("internal_error", "not done; try again"))
         finally:
             self._worker = None
 
