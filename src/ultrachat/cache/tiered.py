@@ -189,6 +189,20 @@ class TieredCache:
         task.add_done_callback(lambda done: self._landed(resource, key, done))
         return await asyncio.shield(task)
 
+    @property
+    def epoch(self) -> int:
+        """Now, for ``prime``: taken before the read that the primed values come from."""
+        return self._epoch
+
+    def prime(self, resource: str, values: Mapping[str, Any], since: int) -> None:
+        """Keep in this node's L1 values known from another read that began at epoch
+        ``since`` (a user's channel list says they are a member of each), except for keys
+        invalidated since then: the same rule as a loaded value."""
+        if not self.enabled:
+            return
+        for key, value in values.items():
+            self._store_l1(resource, key, value, since)
+
     async def get_many(
         self,
         resource: str,

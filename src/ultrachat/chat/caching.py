@@ -5,7 +5,7 @@ Cached (resource → key → value):
 - ``channel-membership``: ``<channel>:<user>`` → whether the user is a member. Read on every
   send (the group committer's check) and on history reads.
 - ``user-channels``: ``<user>`` → the ids of the user's channels. Read on every WebSocket
-  subscribe (hello).
+  subscribe (hello); reading it also primes this node's L1 with the user's memberships.
 - ``channel-history-head``: ``<channel>`` → the newest page of the channel's history, as the
   API shows it, with the page size it was loaded for and ``through``: the channel's seq it
   is current through (every event up to it is in it, none after; None when unknown).
@@ -101,7 +101,12 @@ class ChatCache:
     ) -> list[str]:
         if self._cache is None:
             return await load()
-        return list(await self._cache.get(USER_CHANNELS, user_id, load))  # a copy to keep
+        since = self._cache.epoch
+        channel_ids = list(await self._cache.get(USER_CHANNELS, user_id, load))  # a copy
+        # Each is a membership as well, asked about on the user's next send or history read
+        # in that channel: known now, kept in this node's L1 (unless invalidated meanwhile).
+        self._cache.prime(CHANNEL_MEMBERSHIP, {f"{c}:{user_id}": True for c in channel_ids}, since)
+        return channel_ids
 
     async def history_head(
         self,
