@@ -15,6 +15,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 STATUSES = ("online", "away")
+REFRESH_BATCH = 500  # connections per pipelined round trip when refreshing
 _RANK = {"offline": 0, "away": 1, "online": 2}
 
 
@@ -22,8 +23,16 @@ def best(statuses: Sequence[str]) -> str:
     return max(statuses, key=lambda s: _RANK.get(s, 0), default="offline")
 
 
+Entry = tuple[str, str, str]
+"""(user_id, connection_id, status)"""
+
+
 class PresenceStore(Protocol):
     async def set(self, user_id: str, connection_id: str, status: str, ttl: float) -> None: ...
+
+    async def refresh(self, entries: Sequence[Entry], ttl: float) -> None:
+        """``set`` for many connections at once (a node's periodic refresh)."""
+        ...
 
     async def remove(self, user_id: str, connection_id: str) -> None: ...
 
@@ -36,6 +45,10 @@ class MemoryPresence:
 
     async def set(self, user_id: str, connection_id: str, status: str, ttl: float) -> None:
         self._entries.setdefault(user_id, {})[connection_id] = (status, time.time() + ttl)
+
+    async def refresh(self, entries: Sequence[Entry], ttl: float) -> None:
+        for user_id, connection_id, status in entries:
+            await self.set(user_id, connection_id, status, ttl)
 
     async def remove(self, user_id: str, connection_id: str) -> None:
         entries = self._entries.get(user_id)
@@ -67,6 +80,18 @@ class RedisPresence:
             pipe.hset(key, connection_id, f"{status}|{time.time() + ttl:.3f}")
             pipe.expire(key, int(ttl) + 1)
             await pipe.execute()
+
+    async def refresh(self, entries: Sequence[Entry], ttl: float) -> None:
+        """One round trip per ``REFRESH_BATCH`` connections, not one each: a node with
+        10,000 connections refreshes in 20 round trips every interval, not 10,000."""
+        expires = f"{time.time() + ttl:.3f}"
+        for start in range(0, len(entries), REFRESH_BATCH):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user_id, connection_id, status in entries[start : start + REFRESH_BATCH]:
+                    key = self._prefix + user_id
+                    pipe.hset(key, connection_id, f"{status}|{expires}")
+                    pipe.expire(key, int(ttl) + 1)
+                await pipe.execute()
 
     async def remove(self, user_id: str, connection_id: str) -> None:
         await self._client.hdel(self._prefix + user_id, connection_id)

@@ -107,11 +107,8 @@ class PresenceHub:
         # Entries expire unless refreshed: a node that dies takes its users offline by itself.
         while True:
             await asyncio.sleep(self._ttl / 3)
-            for connection in list(self._connections.values()):
-                try:
-                    await self.store.set(
-                        connection.user_id, connection.id, connection.status, self._ttl
-                    )
-                except Exception:
-                    log.warning("presence refresh failed", exc_info=True)
-                    break
+            entries = [(c.user_id, c.id, c.status) for c in self._connections.values()]
+            try:
+                await self.store.refresh(entries, self._ttl)
+            except Exception:
+                log.warning("presence refresh failed", exc_info=True)
