@@ -1,20 +1,24 @@
-"""Presence stores: a node's refresh of many connections at once, on both backends."""
+"""Presence stores and the hub: many connections refreshed, or ended, at once."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 
 from tests.support.backends import Backend
+from ultrachat.bus.memory import MemoryBus
+from ultrachat.realtime.connection import Connection
 from ultrachat.realtime.presence import (
     REFRESH_BATCH,
     MemoryPresence,
     PresenceStore,
     RedisPresence,
 )
+from ultrachat.realtime.presence_hub import PresenceHub, presence_topic
 
 
 @asynccontextmanager
@@ -46,3 +50,32 @@ async def test_refresh_sets_every_connection_across_batches(backend: Backend) ->
     assert seen["u3"] == "away" and seen[users[last]] == ("away" if last % 2 else "online")
     assert seen["nobody"] == "offline"
     assert sum(s != "offline" for s in seen.values()) == len(users)
+
+
+class CountingStore(MemoryPresence):
+    def __init__(self) -> None:
+        super().__init__()
+        self.removals: list[int] = []
+
+    async def remove_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.removals.append(len(pairs))
+        await super().remove_many(pairs)
+
+
+async def test_connections_ending_together_are_removed_and_published_together() -> None:
+    store, bus = CountingStore(), MemoryBus()
+    hub = PresenceHub(bus, store, ttl=60)
+    published: list[str] = []
+    connections = [Connection(f"c{i}", f"u{i % 50}", "s", 10) for i in range(200)]
+    kept = Connection("phone", "u0", "s", 10)  # u0 stays online on another device
+    for connection in [*connections, kept]:
+        await hub.connected(connection)
+    for user in {c.user_id for c in connections}:
+        await bus.subscribe(presence_topic(user), lambda _t, p: published.append(p.decode()))
+    await asyncio.gather(*(hub.disconnected(c) for c in connections))
+    # Batched, not one removal each (at most: the first alone, the rest while it ran).
+    assert sum(store.removals) == 200 and len(store.removals) <= 2, store.removals
+    offline = {p.split("|")[2] for p in published if '"offline"' in p}
+    assert offline == {f"u{i}" for i in range(1, 50)}  # everyone but u0, once each
+    assert (await store.of(["u0", "u1"])) == {"u0": "online", "u1": "offline"}
+    await hub.stop()

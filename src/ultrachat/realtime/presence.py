@@ -36,6 +36,10 @@ class PresenceStore(Protocol):
 
     async def remove(self, user_id: str, connection_id: str) -> None: ...
 
+    async def remove_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """``remove`` for many (user_id, connection_id) at once."""
+        ...
+
     async def of(self, user_ids: Sequence[str]) -> dict[str, str]: ...
 
 
@@ -56,6 +60,10 @@ class MemoryPresence:
             entries.pop(connection_id, None)
             if not entries:
                 del self._entries[user_id]
+
+    async def remove_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        for user_id, connection_id in pairs:
+            await self.remove(user_id, connection_id)
 
     async def of(self, user_ids: Sequence[str]) -> dict[str, str]:
         now = time.time()
@@ -95,6 +103,13 @@ class RedisPresence:
 
     async def remove(self, user_id: str, connection_id: str) -> None:
         await self._client.hdel(self._prefix + user_id, connection_id)
+
+    async def remove_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        for start in range(0, len(pairs), REFRESH_BATCH):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user_id, connection_id in pairs[start : start + REFRESH_BATCH]:
+                    pipe.hdel(self._prefix + user_id, connection_id)
+                await pipe.execute()
 
     async def of(self, user_ids: Sequence[str]) -> dict[str, str]:
         if not user_ids:

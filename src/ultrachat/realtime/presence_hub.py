@@ -39,6 +39,9 @@ class PresenceHub:
         self._watchers: dict[str, set[str]] = defaultdict(set)  # user id → connection ids
         self._last_published: dict[str, str] = {}
         self._refresher: asyncio.Task[None] | None = None
+        # Connections ended and not yet removed from the store, each with its caller's future.
+        self._leaving: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._remover: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._refresher = asyncio.create_task(self._refresh_forever(), name="presence-refresh")
@@ -46,6 +49,10 @@ class PresenceHub:
     async def stop(self) -> None:
         await cancel_and_wait(self._refresher)
         self._refresher = None
+        await cancel_and_wait(self._remover)
+        self._remover = None
+        _release(self._leaving)  # left to expire: nobody waits on a stopped node
+        self._leaving = []
 
     async def connected(self, connection: Connection) -> None:
         self._connections[connection.id] = connection
@@ -57,13 +64,31 @@ class PresenceHub:
         await self._publish_if_changed(connection.user_id)
 
     async def disconnected(self, connection: Connection) -> None:
+        """Forget the connection; its entry is removed and the change published with the
+        other connections that end about now, in a few round trips for all of them (when a
+        node stops, or a network drop takes thousands at once). Waits until that is done."""
         self._connections.pop(connection.id, None)
         await self.watch(connection, [])
+        done = asyncio.get_running_loop().create_future()
+        self._leaving.append((connection.user_id, connection.id, done))
+        if self._remover is None:
+            self._remover = asyncio.create_task(self._remove_leaving())
+        await asyncio.shield(done)
+
+    async def _remove_leaving(self) -> None:
         try:
-            await self.store.remove(connection.user_id, connection.id)
-            await self._publish_if_changed(connection.user_id)
-        except Exception:
-            log.warning("presence update failed for %s", connection.user_id, exc_info=True)
+            while self._leaving:
+                batch, self._leaving = self._leaving, []
+                try:
+                    await self.store.remove_many([(user, conn) for user, conn, _ in batch])
+                    await self._publish_changes(list(dict.fromkeys(u for u, _, _ in batch)))
+                except Exception:
+                    # The entries expire by themselves within one TTL.
+                    log.warning("presence removal failed (%d)", len(batch), exc_info=True)
+                finally:
+                    _release(batch)
+        finally:
+            self._remover = None
 
     async def watch(self, connection: Connection, user_ids: list[str]) -> dict[str, str]:
         """Replace what ``connection`` watches; returns the watched users' current presence."""
@@ -86,15 +111,22 @@ class PresenceHub:
         return await self.store.of(sorted(wanted)) if wanted else {}
 
     async def _publish_if_changed(self, user_id: str) -> None:
-        status = (await self.store.of([user_id]))[user_id]
-        if self._last_published.get(user_id) == status:
-            return
-        if status == "offline":
-            self._last_published.pop(user_id, None)
-        else:
-            self._last_published[user_id] = status
-        frame = orjson.dumps({"type": "presence", "user_id": user_id, "status": status}).decode()
-        await self._bus.publish(presence_topic(user_id), wrap(0, "presence", user_id, frame))
+        await self._publish_changes([user_id])
+
+    async def _publish_changes(self, user_ids: list[str]) -> None:
+        """Publish the presence of each of ``user_ids`` whose status changed."""
+        messages = []
+        for user_id, status in (await self.store.of(user_ids)).items():
+            if self._last_published.get(user_id) == status:
+                continue
+            if status == "offline":
+                self._last_published.pop(user_id, None)
+            else:
+                self._last_published[user_id] = status
+            frame = orjson.dumps({"type": "presence", "user_id": user_id, "status": status})
+            messages.append((presence_topic(user_id), wrap(0, "presence", user_id, frame.decode())))
+        if messages:
+            await self._bus.publish_many(messages)
 
     def _on_presence(self, topic: str, payload: bytes) -> None:
         frame = unwrap(payload).frame
@@ -112,3 +144,9 @@ class PresenceHub:
                 await self.store.refresh(entries, self._ttl)
             except Exception:
                 log.warning("presence refresh failed", exc_info=True)
+
+
+def _release(batch: list[tuple[str, str, asyncio.Future[None]]]) -> None:
+    for _, _, done in batch:
+        if not done.done():
+            done.set_result(None)
