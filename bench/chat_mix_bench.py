@@ -19,7 +19,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from realtime_bench import bench_env, free_port, make_user, pct
+from realtime_bench import bench_env, free_port, make_user, pct, stop_server
 
 _CACHE_LINE = re.compile(
     r'^ultrachat_cache_requests_total\{resource="([^"]+)",result="(hit|miss)"\} (\S+)$'
@@ -112,8 +111,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             elapsed = time.monotonic() - started
             after = await cache_counts(http)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
+        stop_server(server)
 
     hit_rates = {}
     totals = {"hit": 0.0, "miss": 0.0}

@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import resource
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 import orjson
 import websockets
-from realtime_bench import bench_env, free_port
+from realtime_bench import bench_env, free_port, stop_server
 
 PASSWORD = "bench-password-123"
 
@@ -216,14 +215,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         for p in procs:
             p.join(timeout=30)
-        stopping = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutdown_s = time.monotonic() - stopping
+        shutdown_s = stop_server(server)
 
     extra_tasks = tasks_after["tasks"] - tasks_before["tasks"]
     return {

@@ -80,6 +80,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_server(server: subprocess.Popen[bytes]) -> float:
+    """SIGTERM the bench's server and wait for it (kill after 60 s); seconds it took."""
+    stopping = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    return time.monotonic() - stopping
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -276,14 +288,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if profiler is not None:
             profiler.wait(timeout=60)
     finally:
-        stopping = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutdown_s = time.monotonic() - stopping
+        shutdown_s = stop_server(server)
 
     latencies = [lat for r in results for lat in r[1]]
     deliveries = sum(r[2] for r in results)
