@@ -106,13 +106,20 @@ async def test_rotation_under_concurrent_reads_and_writes_fails_nothing(
     await retire(runtime.db, old_key)  # nothing uses it any more
 
 
-async def test_the_job_resumes_after_a_crash(deployment: Deployment) -> None:
-    client, runtime = deployment.client, deployment.runtime
+async def messages_then_rotation(deployment: Deployment, count: int) -> int:
+    """``count`` messages sealed under the first data key, then a new primary key: its id."""
+    client = deployment.client
     alice = await account(client)
     channel = await create(client, alice)
-    for i in range(30):
+    for i in range(count):
         await send(client, alice, channel["id"], f"m{i}")
-    new_key = await runtime.data_keys.rotate("test")
+    new_key: int = await deployment.runtime.data_keys.rotate("test")
+    return new_key
+
+
+async def test_the_job_resumes_after_a_crash(deployment: Deployment) -> None:
+    runtime = deployment.runtime
+    new_key = await messages_then_rotation(deployment, 30)
     crashed = RewrapJob(runtime.db, runtime.data_keys, owner="crashed", batch_size=5)
     await crashed.wait_for_grace()
     column = SEALED_COLUMNS[0]
@@ -162,12 +169,8 @@ async def test_retire_refuses_while_rows_use_the_key(deployment: Deployment) -> 
 
 
 async def test_two_runners_at_once_share_the_work_without_error(deployment: Deployment) -> None:
-    client, runtime = deployment.client, deployment.runtime
-    alice = await account(client)
-    channel = await create(client, alice)
-    for i in range(20):
-        await send(client, alice, channel["id"], f"m{i}")
-    new_key = await runtime.data_keys.rotate("test")
+    runtime = deployment.runtime
+    new_key = await messages_then_rotation(deployment, 20)
     jobs = [
         RewrapJob(runtime.db, runtime.data_keys, owner=name, batch_size=3)
         for name in ("node-a", "node-b", "cli")
