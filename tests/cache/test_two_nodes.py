@@ -52,6 +52,13 @@ async def hits(node: Node, resource: str) -> float:
     return float(value)
 
 
+async def ann_on_a_bob_on_b(two: tuple[Node, Node]) -> tuple[LiveUser, LiveUser, str]:
+    """Ann signed up on node A, Bob on node B, and a channel of both made on A."""
+    a, b = two
+    ann, bob = await live_user(a), await live_user(b)
+    return ann, bob, await channel_with(a, ann, bob)
+
+
 async def test_a_member_removed_on_a_cannot_post_on_b_right_after(two: tuple[Node, Node]) -> None:
     a, b = two
     ann, bob = await live_user(a), await live_user(a)
@@ -89,8 +96,7 @@ async def test_edits_and_deletes_on_a_are_never_served_stale_on_b(
     two: tuple[Node, Node],
 ) -> None:
     a, b = two
-    ann, bob = await live_user(a), await live_user(b)
-    channel_id = await channel_with(a, ann, bob)
+    ann, bob, channel_id = await ann_on_a_bob_on_b(two)
     sent = await api(a, ann, "POST", f"/api/v1/channels/{channel_id}/messages", json={"body": "v0"})
     message_id = sent.json()["id"]
     for version in range(1, 6):
@@ -118,8 +124,7 @@ async def test_a_message_sent_on_a_reaches_the_history_head_on_b(
     two: tuple[Node, Node],
 ) -> None:
     a, b = two
-    ann, bob = await live_user(a), await live_user(b)
-    channel_id = await channel_with(a, ann, bob)
+    ann, bob, channel_id = await ann_on_a_bob_on_b(two)
     for i in range(5):
         await newest(b, bob, channel_id)  # B caches the head
         assert await post(a, ann, channel_id, f"m{i}") == 201
@@ -137,8 +142,7 @@ async def test_concurrent_sends_on_both_nodes_leave_every_head_equal_to_the_data
     two: tuple[Node, Node],
 ) -> None:
     a, b = two
-    ann, bob = await live_user(a), await live_user(b)
-    channel_id = await channel_with(a, ann, bob)
+    ann, bob, channel_id = await ann_on_a_bob_on_b(two)
     hits_before = [await hits(node, "channel-history-head") for node in two]
     for round_ in range(5):
         await newest(a, ann, channel_id)  # both nodes hold the head
