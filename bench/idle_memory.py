@@ -19,7 +19,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import resource
-import secrets
 import subprocess
 import sys
 import time
@@ -29,9 +28,7 @@ from typing import Any
 import httpx
 import orjson
 import websockets
-from realtime_bench import bench_env, free_port, stop_server
-
-PASSWORD = "bench-password-123"
+from realtime_bench import bench_env, free_port, make_user, stop_server
 
 
 def raise_nofile() -> None:
@@ -115,15 +112,6 @@ def serve(ws_impl: str) -> None:
 
 
 # The client side.
-
-
-async def make_user(http: httpx.AsyncClient) -> tuple[str, str]:
-    name = f"m_{secrets.token_hex(5)}"
-    r = await http.post("/api/v1/auth/register", json={"username": name, "password": PASSWORD})
-    r.raise_for_status()
-    t = await http.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
-    t.raise_for_status()
-    return r.json()["id"], t.json()["access_token"]
 
 
 async def hold(url: str, tokens: list[str], q: Any, stop: Any) -> None:
