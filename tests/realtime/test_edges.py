@@ -4,24 +4,37 @@ Every other real-time test runs against ``ultrachat serve`` as configured by def
 the native edge (picows). Here: what only the native edge does itself (fragmented messages,
 invalid UTF-8, other paths, frames sent before ``ready``), and the ASGI route
 (``ULTRACHAT_WS_EDGE=asgi``) through the same protocol steps, so neither edge drifts.
+
+A failing token check is made by patching the server's own objects, so those tests run the
+edge in this process (uvicorn as ``ultrachat serve`` configures it) rather than as a node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import pytest
+import uvicorn
 import websockets
+from fastapi import FastAPI
 
 from tests.realtime.helpers import channel_with, live_user
-from tests.realtime.live import connected, of_type, round_trip, send_and_ack, wait_seq
+from tests.realtime.live import connected, history, of_type, round_trip, send_and_ack, wait_seq
+from tests.support.app import migrate
 from tests.support.backends import Backend
+from tests.support.isolated import isolated_settings
 from tests.support.server import Node, cluster
+from ultrachat.auth.tokens import AccessClaims
+from ultrachat.gateway.app import create_app
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +47,46 @@ async def asgi_node(
         yield node
 
 
+# What ``ultrachat serve`` gives uvicorn as its WebSocket protocol, per edge.
+UVICORN_WS = {"native": "ultrachat.realtime.edge:EdgeProtocol", "asgi": "websockets-sansio"}
+
+
+@dataclass
+class InProcess:
+    edge: str
+    app: FastAPI
+    ws: str
+
+
+@pytest.fixture(params=["native", "asgi"])
+async def in_process(request: pytest.FixtureRequest, backend: Backend) -> AsyncIterator[InProcess]:
+    """The app served by uvicorn in this process, on either edge, so a test can patch it."""
+    settings = isolated_settings(backend)
+    await migrate(settings)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        ws=UVICORN_WS[request.param],
+        lifespan="on",
+        log_config=None,  # leave this process's logging alone
+        access_log=False,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:  # startup: the lifespan, then the listening socket
+                assert not serving.done(), "the server did not start"
+                await asyncio.sleep(0.05)
+            yield InProcess(request.param, app, f"ws://127.0.0.1:{port}/api/v1/ws")
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serving, 15)
+
+
 def hello(token: str) -> str:
     return orjson.dumps({"type": "hello", "token": token}).decode()
 
@@ -41,6 +94,51 @@ def hello(token: str) -> str:
 async def recv_json(ws: websockets.ClientConnection) -> dict[str, object]:
     frame: dict[str, object] = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
     return frame
+
+
+def masked(payload: bytes) -> bytes:
+    """One text frame as a client writes it (masked), for frames websockets would not send
+    as they are, or not all in one write."""
+    mask = os.urandom(4)
+    if len(payload) < 126:
+        header = struct.pack("!BB", 0x81, 0x80 | len(payload))
+    else:
+        header = struct.pack("!BBH", 0x81, 0x80 | 126, len(payload))
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def opened_by_hand(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket whose frames the test reads and writes itself: unlike websockets, it
+    answers nothing (no pong, no close) unless told to."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = [
+        f"GET {parts.path} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    writer.write("\r\n".join([*request, "", ""]).encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return reader, writer
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each frame the server wrote (unmasked, unfragmented here)."""
+    frames = []
+    while data:
+        opcode, length, at = data[0] & 0x0F, data[1] & 0x7F, 2
+        if length == 126:
+            (length,), at = struct.unpack("!H", data[2:4]), 4
+        elif length == 127:
+            (length,), at = struct.unpack("!Q", data[2:10]), 10
+        frames.append((opcode, data[at : at + length]))
+        data = data[at + length :]
+    return frames
 
 
 # The ASGI route speaks the same protocol
@@ -66,6 +164,39 @@ async def test_asgi_edge_refuses_a_bad_hello_with_4400(asgi_node: Node) -> None:
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
     assert ws.close_code == 4400
+
+
+# Both edges, served in this process
+
+
+async def test_a_token_check_that_fails_closes_the_socket_and_the_server_carries_on(
+    in_process: InProcess, nodes: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await live_user(nodes[0])  # one database: the deployment's users are its users
+    auth = in_process.app.state.runtime.auth
+    real, checked = auth.authenticate, list[str]()
+
+    async def authenticate(token: str) -> AccessClaims:
+        checked.append(token)
+        if len(checked) == 1:  # not a bad token: the check itself fails (its store is down)
+            raise ConnectionError("session store unreachable")
+        claims: AccessClaims = await real(token)
+        return claims
+
+    monkeypatch.setattr(auth, "authenticate", authenticate)
+    async with websockets.connect(in_process.ws, compression=None) as ws:
+        await ws.send(hello(user.token))
+        with pytest.raises(websockets.ConnectionClosed):
+            await recv_json(ws)  # no ready
+    assert checked == [user.token]
+    assert (ws.close_code, ws.close_reason) == (1011, "server error; reconnect")
+    async with websockets.connect(in_process.ws, compression=None) as ws:
+        await ws.send(hello(user.token))
+        ready = await recv_json(ws)
+        assert ready["type"] == "ready" and ready["user_id"] == user.id, ready
+        await ws.send('{"type":"ping"}')
+        assert await recv_json(ws) == {"type": "pong"}
+    assert len(checked) == 2
 
 
 # What the native edge does itself
@@ -115,15 +246,67 @@ async def test_frames_sent_before_ready_are_handled_after_it_in_order(nodes: lis
         assert error["code"] == "invalid_input", error
 
 
+# Only the native edge holds frames that come before ready (at most 64): the ASGI route reads
+# none until the session is open, so they wait in the socket and there is no limit to test.
+
+
+def hello_and_early(token: str, early: int) -> bytes:
+    """A hello and ``early`` frames (``{}``: answered ``unknown_type`` once handled) in one
+    write, which the server reads at once, as it fits picows' first read buffer (2 KiB):
+    every frame is in before the hello's token is even checked."""
+    data = masked(hello(token).encode()) + masked(b"{}") * early
+    assert len(data) < 2048
+    return data
+
+
+async def test_64_frames_sent_before_ready_are_all_handled(nodes: list[Node]) -> None:
+    user = await live_user(nodes[0])
+    async with websockets.connect(nodes[0].ws, compression=None) as ws:
+        ws.transport.write(hello_and_early(user.token, 64))
+        assert (await recv_json(ws))["type"] == "ready"
+        for _ in range(64):
+            error = await recv_json(ws)
+            assert error["type"] == "error" and error["code"] == "unknown_type", error
+        await ws.send('{"type":"ping"}')
+        assert await recv_json(ws) == {"type": "pong"}
+
+
+async def test_a_65th_frame_sent_before_ready_closes_1008(nodes: list[Node]) -> None:
+    user = await live_user(nodes[0])
+    async with websockets.connect(nodes[0].ws, compression=None) as ws:
+        ws.transport.write(hello_and_early(user.token, 65))
+        with pytest.raises(websockets.ConnectionClosed):
+            await recv_json(ws)  # not even ready: the close is the first frame
+    assert ws.close_code == 1008
+    assert ws.close_reason == "wait for ready before sending more frames"
+
+
+async def test_frames_held_before_a_1008_are_not_handled(nodes: list[Node]) -> None:
+    node = nodes[0]
+    ann = await live_user(node)
+    channel_id = await channel_with(node, ann)
+    send = {"type": "send", "client_msg_id": "held", "channel_id": channel_id, "body": "held"}
+    reader, writer = await opened_by_hand(node.ws)
+    try:
+        # 65 frames before ready, in one read as above: a send, 63 more, and the one refused.
+        held = masked(orjson.dumps(send)) + masked(b"{}") * 64
+        writer.write(masked(hello(ann.token).encode()) + held)
+        # This client never answers the close (on a real network its answer is a round trip
+        # away): the server drops the connection a few seconds later, which ends the read.
+        frames = server_frames(await asyncio.wait_for(reader.read(), 10))
+    finally:
+        writer.close()
+    assert frames == [(0x8, struct.pack("!H", 1008) + b"wait for ready before sending more frames")]
+    assert await history(node, ann, channel_id) == []
+
+
 async def test_text_that_is_not_utf8_closes_1007(nodes: list[Node]) -> None:
     user = await live_user(nodes[0])
     async with websockets.connect(nodes[0].ws, compression=None) as ws:
         await ws.send(hello(user.token))
         assert (await recv_json(ws))["type"] == "ready"
         # websockets refuses to send invalid text, so the frame is written by hand.
-        payload, mask = b'{"body":"\xff"}', os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        ws.transport.write(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked)
+        ws.transport.write(masked(b'{"body":"\xff"}'))
         with pytest.raises(websockets.ConnectionClosed):
             while True:
                 await asyncio.wait_for(ws.recv(), 5)

@@ -26,6 +26,7 @@ from ultrachat.gateway.middleware import WS_SEND_KEY
 from ultrachat.realtime import session
 from ultrachat.realtime.connection import (
     CLOSE_BAD_HELLO,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_PEER_GONE,
     CLOSE_UNAUTHORIZED,
     Connection,
@@ -193,6 +194,10 @@ async def _handshake(runtime: Any, ws: WebSocket) -> tuple[Any, dict[str, int]] 
         claims = await runtime.auth.authenticate(token)
     except Unauthorized as exc:
         await ws.close(CLOSE_UNAUTHORIZED, exc.message)
+        return None
+    except Exception:  # the check itself failed: the native edge's answer, not a dropped socket
+        log.exception("checking a real-time hello's token failed")
+        await ws.close(CLOSE_INTERNAL_ERROR, "server error; reconnect")
         return None
     return claims, resume
 

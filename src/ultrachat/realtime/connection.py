@@ -28,6 +28,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_HELLO = 4400
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_PEER_GONE = 1006  # recorded, never sent: the peer stopped answering
 
 _closing: set[asyncio.Task[None]] = set()  # keeps close tasks alive until they finish

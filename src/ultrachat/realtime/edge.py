@@ -28,6 +28,7 @@ from ultrachat.gateway.middleware import valid_request_id
 from ultrachat.realtime import session
 from ultrachat.realtime.connection import (
     CLOSE_BAD_HELLO,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_PEER_GONE,
     CLOSE_SERVICE_RESTART,
     CLOSE_UNAUTHORIZED,
@@ -54,7 +55,6 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_TEXT = 1007
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
 CLOSE_NORMAL = 1000
 CLOSE_REPLY_WAIT = 3.0  # how long a close waits for the peer's close before dropping TCP
 MAX_EARLY_FRAMES = 64  # frames a client may send before its hello is answered
@@ -129,6 +129,7 @@ class EdgeListener(WSListener):
     """One client socket's frames, from its hello to its end."""
 
     __slots__ = (
+        "_closing",
         "_early",
         "_fragments",
         "_inflight",
@@ -153,6 +154,7 @@ class EdgeListener(WSListener):
         self._fragments: list[bytes] | None = None  # a fragmented message being assembled
         self._inflight = 0  # sends being stored
         self._paused_reading = False
+        self._closing = False  # a close was started: no frame is handled from then on
 
     # picows' callbacks
 
@@ -224,6 +226,8 @@ class EdgeListener(WSListener):
     def _message(self, payload: bytes | None) -> None:
         """A whole client message (None: a binary one)."""
         connection = self.connection
+        if self._closing or (connection is not None and connection.closing):
+            return  # closing: what the peer sent after it is not acted on
         if connection is None or not connection.opened:
             if self._opening is None:
                 self._hello(payload)
@@ -272,6 +276,8 @@ class EdgeListener(WSListener):
             log.exception("checking a real-time hello's token failed")
             self._close(CLOSE_INTERNAL_ERROR, "server error; reconnect")
             return
+        if self._closing:  # closed while the token was checked (too many early frames)
+            return
         settings = runtime.settings
         connection = EdgeConnection(
             new_id(), transport, claims.user_id, claims.session_id, settings.ws_send_queue_max
@@ -294,7 +300,7 @@ class EdgeListener(WSListener):
         connection.opened = True
         early, self._early = self._early, None
         for payload in early or ():
-            self._message(payload)
+            self._message(payload)  # ignored once a close has started
 
     def _hold(self, payload: bytes | None) -> None:
         """A frame sent before the session opened: handled once it has."""
@@ -355,6 +361,7 @@ class EdgeListener(WSListener):
             self._close(CLOSE_BAD_HELLO, "no hello within the time limit")
 
     def _close(self, code: int, reason: str) -> None:
+        self._closing = True
         if self.connection is not None:
             self.connection.close_soon(code, reason)
         elif self.transport is not None:
