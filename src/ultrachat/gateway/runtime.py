@@ -64,6 +64,14 @@ if TYPE_CHECKING:
 
     from ultrachat.cache.remote import RedisTier
 
+# The cyclic collector's thresholds (CPython's default is 700, 10, 10). A full collection
+# walks every tracked object: with 10,000 connections a worker holds about 400,000 and the
+# walk took 160-790 ms, a stall every message and request felt. Full collections come when
+# objects promoted since the last one reach a quarter of the heap; with a young generation
+# of 700, short-lived but slow objects (a request awaiting the database, a presence batch)
+# got promoted and triggered one every ~20 s. At 50,000 they die young (docs/benchmarks.md,
+# "Collector pauses").
+GC_THRESHOLDS = (50_000, 20, 10)
 log = logging.getLogger(__name__)
 KEY_RELOAD_SECONDS = 60.0
 
@@ -254,6 +262,7 @@ class Runtime:
         # process: move it out of the collector's sight so full collections stay short.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     async def stop(self) -> None:
         await self.live.stop()

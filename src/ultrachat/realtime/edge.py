@@ -298,6 +298,7 @@ class EdgeListener(WSListener):
                 raise
             return
         connection.opened = True
+        self._opening = None  # done: its task, coroutine and context need not stay alive
         early, self._early = self._early, None
         for payload in early or ():
             self._message(payload)  # ignored once a close has started
