@@ -180,8 +180,11 @@ async def test_events_committed_while_a_replay_is_held_up_arrive_once(tight_node
     ann, bob = await live_user(node), await live_user(node)
     channel_id = await channel_with(node, ann, bob)
     async with connected((node, ann)) as (sender,):
-        # More than loopback socket buffers hold: ~16 KB frames (4-byte characters).
-        backlog = await send_many(sender, channel_id, ["\U0001f4da" * 4000] * 400)
+        # More than loopback socket buffers hold: ~16 KB frames (4-byte characters). Every
+        # fifth is shorter: frames of more than 8 KB waiting in the socket's buffer must keep
+        # their own lengths (picows once framed them with a header it went on to reuse).
+        bodies = ["\U0001f4da" * (3998 if i % 5 == 4 else 4000) for i in range(400)]
+        backlog = await send_many(sender, channel_id, bodies)
         replayed = await metric(node, "ultrachat_ws_replayed_events_total")
         reader = await websockets.connect(node.ws, max_queue=1, compression=None)
         try:

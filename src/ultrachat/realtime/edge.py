@@ -58,6 +58,14 @@ CLOSE_TOO_BIG = 1009
 CLOSE_NORMAL = 1000
 CLOSE_REPLY_WAIT = 3.0  # how long a close waits for the peer's close before dropping TCP
 MAX_EARLY_FRAMES = 64  # frames a client may send before its hello is answered
+# picows' ``WSTransport.send`` copies a payload of up to 8192 bytes into its own write buffer;
+# a larger one it writes as ``writelines([header, payload])`` where ``header`` is a view of
+# that same reused buffer, not a copy. uvloop keeps the view until the socket takes it, so a
+# frame still waiting there goes out with the header of whatever was sent after it (another
+# frame's length: the peer reads a cut message, then garbage). Larger frames are therefore
+# sent from a buffer of their own, with room for the header in front (at most 14 bytes).
+_PICOWS_COPIES = 8192
+_HEADER_ROOM = 14
 
 
 class EdgeProtocol(WSProtocol):  # type: ignore[misc]
@@ -417,7 +425,7 @@ class EdgeConnection(Connection):
             return
         if self._live and not self.paused and not self._queue:
             try:
-                self.transport.send(TEXT, as_bytes(frame))
+                send_text(self.transport, frame)
             except Exception:
                 self.finish()
                 return
@@ -434,12 +442,12 @@ class EdgeConnection(Connection):
         self._drain()
 
     def _drain(self) -> None:
-        queue, send = self._queue, self.transport.send
+        queue, transport = self._queue, self.transport
         if not queue:
             return
         half = self.max_queue // 2
         while queue and not self.paused and not self.closing:
-            send(TEXT, as_bytes(queue.popleft()))
+            send_text(transport, queue.popleft())
             self._sent += 1
             if self._room is not None and len(queue) <= half:
                 self._release_room()
@@ -484,6 +492,19 @@ class EdgeConnection(Connection):
         self.finish()
         self._closed(code)
         close_transport(self.transport, code, reason)
+
+
+def send_text(transport: WSTransport, frame: bytes | str) -> None:
+    """One text frame, whose bytes nothing sent later can change (see ``_PICOWS_COPIES``)."""
+    payload = as_bytes(frame)
+    if len(payload) <= _PICOWS_COPIES:
+        transport.send(TEXT, payload)
+        return
+    buffer = bytearray(_HEADER_ROOM)
+    buffer += payload
+    # picows writes the header into the room in front; what the socket does not take at
+    # once is copied (its _fast_write), and this buffer is never reused anyway.
+    transport.send_reuse_external_bytearray(TEXT, buffer, _HEADER_ROOM)
 
 
 def close_transport(transport: WSTransport, code: int, reason: str) -> None:
