@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -79,3 +80,45 @@ async def test_connections_ending_together_are_removed_and_published_together() 
     assert offline == {f"u{i}" for i in range(1, 50)}  # everyone but u0, once each
     assert (await store.of(["u0", "u1"])) == {"u0": "online", "u1": "offline"}
     await hub.stop()
+
+
+class RefreshLog(MemoryPresence):
+    """When each connection was refreshed, and how many went in each refresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refreshed: dict[str, list[float]] = {}
+        self.rounds: list[int] = []
+
+    async def refresh(self, entries: Sequence[tuple[str, str, str]], ttl: float) -> None:
+        now = asyncio.get_running_loop().time()
+        self.rounds.append(len(entries))
+        for _, connection_id, _ in entries:
+            self.refreshed.setdefault(connection_id, []).append(now)
+        await super().refresh(entries, ttl)
+
+
+async def test_the_refresh_is_spread_over_its_interval_and_reaches_each_entry_in_time() -> None:
+    ttl = 0.6  # refreshed every ttl / 3 = 0.2 s, well before an entry expires
+    store = RefreshLog()
+    hub = PresenceHub(MemoryBus(), store, ttl=ttl)
+    connections = [Connection(f"c{i}", f"u{i}", "s", 10) for i in range(200)]
+    for connection in connections:
+        await hub.connected(connection)
+    await hub.disconnected(connections.pop())
+
+    async def each_refreshed_twice() -> None:
+        while not all(len(store.refreshed.get(c.id, ())) >= 2 for c in connections):
+            await asyncio.sleep(0.02)
+
+    await hub.start()
+    try:
+        await asyncio.wait_for(each_refreshed_twice(), 5)
+    finally:
+        await hub.stop()
+    assert "c199" not in store.refreshed  # gone: not kept alive
+    for connection in connections:
+        times = store.refreshed[connection.id]
+        assert all(b - a >= ttl / 3 * 0.9 for a, b in itertools.pairwise(times)), times
+    # In rounds over a share each, not one burst of all 199.
+    assert max(store.rounds) < len(connections) / 4, store.rounds
