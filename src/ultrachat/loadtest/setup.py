@@ -32,6 +32,9 @@ TOKEN_MARGIN_SECONDS = 300.0  # tokens must outlive the run by this much (connec
 Progress = Callable[[str, int, int], None]
 
 
+SETUP_ATTEMPTS = 3  # for a sign-in or refresh whose connection dropped
+
+
 class SetupError(RuntimeError):
     """Setting up failed; the message is one line for the operator."""
 
@@ -142,10 +145,24 @@ class Provisioner:
         self.scenario = scenario
         self.progress = progress
 
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """A sign-in or token refresh, tried again on a fresh connection if the one it went
+        out on dropped (a keep-alive the server closed as it was reused: seen once in 20,000
+        refreshes, and it stopped the whole run). Safe for a refresh too: if the server did
+        take the first attempt, the retry is a reuse, answered 401, and the user signs in."""
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            try:
+                return await self.http.post(path, json=body)
+            except httpx.TransportError:
+                if attempt == SETUP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
     async def _login(self, state: RunState, index: int) -> None:
         user = state.users[index]
-        response = await self.http.post(
-            "/api/v1/auth/login", json={"username": user.username, "password": state.password}
+        response = await self._post(
+            "/api/v1/auth/login", {"username": user.username, "password": state.password}
         )
         if response.status_code != 200:
             raise _fail(f"login of {user.username}", response)
@@ -231,8 +248,8 @@ class Provisioner:
 
         async def renew(index: int) -> None:
             user = state.users[index]
-            response = await self.http.post(
-                "/api/v1/auth/refresh", json={"refresh_token": user.refresh_token}
+            response = await self._post(
+                "/api/v1/auth/refresh", {"refresh_token": user.refresh_token}
             )
             if response.status_code == 200:
                 self._take_tokens(state, user, response.json())

@@ -1,0 +1,75 @@
+"""Renewing a reused state's tokens survives a dropped connection, and never loses a user."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+
+from ultrachat.loadtest.scenario import Scenario
+from ultrachat.loadtest.setup import Provisioner, RunState, User
+
+
+def stale_state(users: int) -> RunState:
+    return RunState(
+        tag="t",
+        password="pw",
+        made_for={},
+        users=[User(f"u{i}", f"user{i}", "old", f"refresh-{i}", 0.0) for i in range(users)],
+        channels=[],
+    )
+
+
+def tokens(name: str) -> httpx.Response:
+    body = {"access_token": f"access-{name}", "refresh_token": f"next-{name}", "expires_in": 900}
+    return httpx.Response(200, json=body)
+
+
+async def test_a_dropped_refresh_is_tried_again_and_a_refused_retry_signs_in() -> None:
+    calls: list[tuple[str, str]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        calls.append((request.url.path, body.get("refresh_token") or body.get("username")))
+        if request.url.path == "/api/v1/auth/login":
+            return tokens(body["username"])
+        token = body["refresh_token"]
+        if token == "refresh-0" and len(calls) == 1:
+            raise httpx.ReadError("the keep-alive was closed under us")
+        if token == "refresh-1":  # the first attempt was taken: the retry is a reuse
+            if sum(1 for _, t in calls if t == "refresh-1") == 1:
+                raise httpx.ReadError("answer lost")
+            return httpx.Response(401, json={"code": "unauthorized"})
+        return tokens(token)
+
+    state = stale_state(3)
+    async with httpx.AsyncClient(
+        base_url="http://node", transport=httpx.MockTransport(server)
+    ) as http:
+        provisioner = Provisioner(http, Scenario(), lambda *_: None)
+        renewed = await provisioner.freshen(state, valid_for=60)
+    assert renewed == 3
+    assert [u.access_token for u in state.users] == [
+        "access-refresh-0",
+        "access-user1",  # signed in again after the refused retry
+        "access-refresh-2",
+    ]
+    assert calls.count(("/api/v1/auth/refresh", "refresh-0")) == 2
+    assert ("/api/v1/auth/login", "user1") in calls
+
+
+async def test_a_node_that_keeps_dropping_fails_the_setup() -> None:
+    def server(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("down")
+
+    state = stale_state(1)
+    async with httpx.AsyncClient(
+        base_url="http://node", transport=httpx.MockTransport(server)
+    ) as http:
+        provisioner = Provisioner(http, Scenario(), lambda *_: None)
+        try:
+            await provisioner.freshen(state, valid_for=60)
+        except* httpx.ReadError:
+            pass
+        else:
+            raise AssertionError("a node that never answers must fail the setup")
+    assert state.users[0].access_token == "old"
