@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 # objects promoted since the last one reach a quarter of the heap; with a young generation
 # of 700, short-lived but slow objects (a request awaiting the database, a presence batch)
 # got promoted and triggered one every ~20 s. At 50,000 they die young (docs/benchmarks.md,
-# "Collector pauses").
+# "Pauses and bursts").
 GC_THRESHOLDS = (50_000, 20, 10)
 log = logging.getLogger(__name__)
 KEY_RELOAD_SECONDS = 60.0
