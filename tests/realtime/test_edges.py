@@ -6,7 +6,8 @@ invalid UTF-8, other paths, frames sent before ``ready``), and the ASGI route
 (``ULTRACHAT_WS_EDGE=asgi``) through the same protocol steps, so neither edge drifts.
 
 A failing token check is made by patching the server's own objects, so those tests run the
-edge in this process (uvicorn as ``ultrachat serve`` configures it) rather than as a node.
+edge in this process, with the edge's uvicorn settings but on pytest's event loop (not
+uvloop) and default WebSocket limits, rather than as a node.
 """
 
 from __future__ import annotations

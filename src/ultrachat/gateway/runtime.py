@@ -64,7 +64,8 @@ if TYPE_CHECKING:
 
     from ultrachat.cache.remote import RedisTier
 
-# The cyclic collector's thresholds (CPython's default is 700, 10, 10). A full collection
+# The cyclic collector's thresholds (CPython 3.11-3.13 default to 700, 10, 10; 3.14's
+# incremental collector reads them differently: revisit there). A full collection
 # walks every tracked object: with 10,000 connections a worker holds about 400,000 and the
 # walk took 160-790 ms, a stall every message and request felt. Full collections come when
 # objects promoted since the last one reach a quarter of the heap; with a young generation

@@ -9,7 +9,7 @@ are here.
 A client that lets its queue fill is cut off with 4408 (it resumes later without loss), so
 one slow reader can neither stall the others nor grow this process's memory without bound.
 A peer that takes nothing at all for a whole ping interval while frames wait is given up by
-the hub's sweep (``Hub.sweep`` calls ``sweep`` on each connection once per interval): its
+the hub's sweep (which calls ``sweep`` on each connection once per interval): its
 socket buffers are full, so not even a close frame gets through to it.
 """
 

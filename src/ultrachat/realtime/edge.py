@@ -298,10 +298,13 @@ class EdgeListener(WSListener):
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("opening a real-time session failed")
+                self._closing = True
                 close_transport(transport, CLOSE_INTERNAL_ERROR, "server error; reconnect")
             connection.gone()
             self.connection = None  # closed here: not again when the socket goes
-            await session.close_session(runtime, connection)
+            # In a task of its own: the peer answering the close cancels this one, which
+            # must not cut the cleanup short (the connection would stay in the hub).
+            runtime.hub.spawn(session.close_session(runtime, connection))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return

@@ -74,7 +74,10 @@ class Hub:
             for part in self._sweep_slices:
                 await asyncio.sleep(tick)
                 for connection in list(part.values()):
-                    connection.sweep()
+                    try:
+                        connection.sweep()
+                    except Exception:  # one peer's failure must not end keepalive for all
+                        log.exception("sweeping connection %s failed", connection.id)
 
     def sweep(self) -> None:
         """One pass over the connections (every ping interval, one task for the node rather

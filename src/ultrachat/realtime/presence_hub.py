@@ -147,6 +147,7 @@ class PresenceHub:
         # Entries expire unless refreshed: a node that dies takes its users offline by itself.
         tick = self._ttl / 3 / REFRESH_SLICES
         while True:
+            failed = 0
             for part in self._slices:
                 await asyncio.sleep(tick)
                 entries = [(c.user_id, c.id, c.status) for c in part.values()]
@@ -155,7 +156,11 @@ class PresenceHub:
                 try:
                     await self.store.refresh(entries, self._ttl)
                 except Exception:
-                    log.warning("presence refresh failed", exc_info=True)
+                    failed += 1
+                    if failed == 1:  # once per interval, not once per slice
+                        log.warning("presence refresh failed", exc_info=True)
+            if failed > 1:
+                log.warning("presence refresh: %d of %d rounds failed", failed, REFRESH_SLICES)
 
 
 def _release(batch: list[tuple[str, str, asyncio.Future[None]]]) -> None:

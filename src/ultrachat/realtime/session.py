@@ -100,9 +100,11 @@ async def open_session(
 async def close_session(runtime: Any, connection: Connection) -> None:
     """Forget the connection everywhere: presence, channels, the hub."""
     await connection.stop()  # first: no abandoning from here on
-    with contextlib.suppress(Exception):
-        await runtime.presence.disconnected(connection)
-    await runtime.hub.unregister(connection)
+    try:
+        with contextlib.suppress(Exception):
+            await runtime.presence.disconnected(connection)
+    finally:  # even when cancelled: a connection left in the hub keeps its feeds forever
+        await runtime.hub.unregister(connection)
 
 
 async def _subscribe(
