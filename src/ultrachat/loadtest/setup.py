@@ -32,7 +32,7 @@ TOKEN_MARGIN_SECONDS = 300.0  # tokens must outlive the run by this much (connec
 Progress = Callable[[str, int, int], None]
 
 
-SETUP_ATTEMPTS = 3  # for a sign-in or refresh whose connection dropped
+SETUP_ATTEMPTS = 3  # for a sign-in whose connection dropped
 
 
 class SetupError(RuntimeError):
@@ -145,25 +145,20 @@ class Provisioner:
         self.scenario = scenario
         self.progress = progress
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        """A sign-in or token refresh, tried again on a fresh connection if the one it went
-        out on dropped (a keep-alive the server closed as it was reused: seen once in 20,000
-        refreshes, and it stopped the whole run). Safe for a refresh too: if the server did
-        take the first attempt, the retry is a reuse, answered 401, and the user signs in."""
+    async def _login(self, state: RunState, index: int) -> None:
+        """A sign-in, tried again on a fresh connection if the one it went out on dropped (a
+        keep-alive the server closed as it was reused: once in 20,000 calls, and it stopped
+        the whole run). Each attempt makes a session of its own, so a retry is harmless."""
+        user = state.users[index]
+        body = {"username": user.username, "password": state.password}
         for attempt in range(1, SETUP_ATTEMPTS + 1):
             try:
-                return await self.http.post(path, json=body)
+                response = await self.http.post("/api/v1/auth/login", json=body)
+                break
             except httpx.TransportError:
                 if attempt == SETUP_ATTEMPTS:
                     raise
                 await asyncio.sleep(0.2 * attempt)
-        raise AssertionError("unreachable")
-
-    async def _login(self, state: RunState, index: int) -> None:
-        user = state.users[index]
-        response = await self._post(
-            "/api/v1/auth/login", {"username": user.username, "password": state.password}
-        )
         if response.status_code != 200:
             raise _fail(f"login of {user.username}", response)
         self._take_tokens(state, user, response.json())
@@ -248,9 +243,15 @@ class Provisioner:
 
         async def renew(index: int) -> None:
             user = state.users[index]
-            response = await self._post(
-                "/api/v1/auth/refresh", {"refresh_token": user.refresh_token}
-            )
+            try:
+                response = await self.http.post(
+                    "/api/v1/auth/refresh", json={"refresh_token": user.refresh_token}
+                )
+            except httpx.TransportError:
+                # Not presented again: the server may still take (or have taken) this one,
+                # and a second use of a refresh token revokes its session. A new session.
+                await self._login(state, index)
+                return
             if response.status_code == 200:
                 self._take_tokens(state, user, response.json())
             elif response.status_code == 401:  # session expired or revoked: sign in again
