@@ -10,7 +10,8 @@ import itertools
 from tests.realtime.test_hub_retention import RetainedLog
 from ultrachat.bus.memory import MemoryBus
 from ultrachat.realtime.asgi import AsgiConnection
-from ultrachat.realtime.hub import SWEEP_SLICES, Hub
+from ultrachat.realtime.hub import Hub
+from ultrachat.realtime.slices import SHARES
 
 INTERVAL = 0.4
 
@@ -51,7 +52,7 @@ async def test_each_connection_is_swept_once_per_interval_in_a_slice_of_its_own(
         assert all(b - a >= INTERVAL * 0.9 for a, b in pairs), connection.id
     # Spread out: the 199 connections were swept at many different moments, not in one go.
     moments = {round(c.swept_at[0], 3) for c in connections}
-    assert len(moments) >= SWEEP_SLICES // 2
+    assert len(moments) >= SHARES // 2
 
 
 async def test_an_explicit_sweep_reaches_every_connection_at_once() -> None:

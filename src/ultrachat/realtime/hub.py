@@ -29,14 +29,11 @@ from ultrachat.metrics.chat import WS_CONNECTIONS, WS_REPLAYED
 from ultrachat.realtime.connection import CLOSE_UNAUTHORIZED, Connection
 from ultrachat.realtime.feed import ChannelFeed, LeaveGate
 from ultrachat.realtime.heads import HeadReader
+from ultrachat.realtime.slices import Slices
 from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE = 500
-# A sweep pass is spread over the interval in this many ticks, each over a fixed share of
-# the connections (by id), so that each is still swept once per interval. One pass at once
-# pinged ~10,000 quiet peers in one go: a 50 ms stall every 20 s that deliveries felt.
-SWEEP_SLICES = 20
 
 
 class Hub:
@@ -52,7 +49,9 @@ class Hub:
         self._heads = HeadReader(channel_log.heads)  # one query for many new feeds
         self._max_behind = max_behind
         self.connections: dict[str, Connection] = {}
-        self._sweep_slices: list[dict[str, Connection]] = [{} for _ in range(SWEEP_SLICES)]
+        # The sweep visits a share at a time: one pass at once pinged ~10,000 quiet peers in
+        # one go, a 50 ms stall every 20 s that deliveries felt.
+        self._sweep_shares: Slices[Connection] = Slices()
         self._by_user: dict[str, set[str]] = defaultdict(set)
         self._feeds: dict[str, ChannelFeed] = {}
         self._feed_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -69,15 +68,12 @@ class Hub:
             )
 
     async def _sweep_forever(self, interval: float) -> None:
-        tick = interval / SWEEP_SLICES
-        while True:
-            for part in self._sweep_slices:
-                await asyncio.sleep(tick)
-                for connection in list(part.values()):
-                    try:
-                        connection.sweep()
-                    except Exception:  # one peer's failure must not end keepalive for all
-                        log.exception("sweeping connection %s failed", connection.id)
+        async for _, connections in self._sweep_shares.every(interval):
+            for connection in connections:
+                try:
+                    connection.sweep()
+                except Exception:  # one peer's failure must not end keepalive for all
+                    log.exception("sweeping connection %s failed", connection.id)
 
     def sweep(self) -> None:
         """One pass over the connections (every ping interval, one task for the node rather
@@ -101,7 +97,7 @@ class Hub:
 
     async def register(self, connection: Connection) -> None:
         self.connections[connection.id] = connection
-        self._sweep_slices[hash(connection.id) % SWEEP_SLICES][connection.id] = connection
+        self._sweep_shares.add(connection.id, connection)
         WS_CONNECTIONS.set(len(self.connections))
         first = not self._by_user[connection.user_id]
         self._by_user[connection.user_id].add(connection.id)
@@ -111,7 +107,7 @@ class Hub:
     async def unregister(self, connection: Connection) -> None:
         connection.finish()
         self.connections.pop(connection.id, None)
-        self._sweep_slices[hash(connection.id) % SWEEP_SLICES].pop(connection.id, None)
+        self._sweep_shares.discard(connection.id)
         WS_CONNECTIONS.set(len(self.connections))
         for channel_id in list(connection.channels):
             feed = self._feeds.get(channel_id)

@@ -19,15 +19,11 @@ from ultrachat.bus import Bus
 from ultrachat.chat.events import unwrap, wrap
 from ultrachat.realtime.connection import Connection
 from ultrachat.realtime.presence import PresenceStore
+from ultrachat.realtime.slices import SHARES, Slices
 from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 MAX_WATCHED = 500
-# The refresh of every entry, once per a third of the TTL, is spread over that interval in
-# this many rounds, each over a fixed share of the connections (by id). All at once it was
-# 20,000 Redis commands per 10,000 connections in one burst every 20 s, which queued the
-# bus and cache behind it: a 2-3 s latency spike for every message on the node.
-REFRESH_SLICES = 20
 
 
 def presence_topic(user_id: str) -> str:
@@ -40,7 +36,10 @@ class PresenceHub:
         self.store = store
         self._ttl = ttl
         self._connections: dict[str, Connection] = {}
-        self._slices: list[dict[str, Connection]] = [{} for _ in range(REFRESH_SLICES)]
+        # Refreshed a share at a time: all at once it was 20,000 Redis commands per 10,000
+        # connections in one burst every 20 s, which queued the bus and cache behind it (a
+        # 2-3 s latency spike for every message on the node).
+        self._refresh_shares: Slices[Connection] = Slices()
         self._watching: dict[str, set[str]] = {}  # connection id → watched user ids
         self._watchers: dict[str, set[str]] = defaultdict(set)  # user id → connection ids
         self._last_published: dict[str, str] = {}
@@ -62,7 +61,7 @@ class PresenceHub:
 
     async def connected(self, connection: Connection) -> None:
         self._connections[connection.id] = connection
-        self._slices[hash(connection.id) % REFRESH_SLICES][connection.id] = connection
+        self._refresh_shares.add(connection.id, connection)
         await self.set_status(connection, "online")
 
     async def set_status(self, connection: Connection, status: str) -> None:
@@ -75,7 +74,7 @@ class PresenceHub:
         other connections that end about now, in a few round trips for all of them (when a
         node stops, or a network drop takes thousands at once). Waits until that is done."""
         self._connections.pop(connection.id, None)
-        self._slices[hash(connection.id) % REFRESH_SLICES].pop(connection.id, None)
+        self._refresh_shares.discard(connection.id)
         await self.watch(connection, [])
         done = asyncio.get_running_loop().create_future()
         self._leaving.append((connection.user_id, connection.id, done))
@@ -145,22 +144,22 @@ class PresenceHub:
 
     async def _refresh_forever(self) -> None:
         # Entries expire unless refreshed: a node that dies takes its users offline by itself.
-        tick = self._ttl / 3 / REFRESH_SLICES
-        while True:
-            failed = 0
-            for part in self._slices:
-                await asyncio.sleep(tick)
-                entries = [(c.user_id, c.id, c.status) for c in part.values()]
-                if not entries:
-                    continue
-                try:
-                    await self.store.refresh(entries, self._ttl)
-                except Exception:
-                    failed += 1
-                    if failed == 1:  # once per interval, not once per slice
-                        log.warning("presence refresh failed", exc_info=True)
-            if failed > 1:
-                log.warning("presence refresh: %d of %d rounds failed", failed, REFRESH_SLICES)
+        failed = 0
+        async for index, connections in self._refresh_shares.every(self._ttl / 3):
+            if index == 0:
+                if failed > 1:
+                    log.warning("presence refresh: %d of %d shares failed", failed, SHARES)
+                failed = 0
+            if not connections:
+                continue
+            try:
+                await self.store.refresh(
+                    [(c.user_id, c.id, c.status) for c in connections], self._ttl
+                )
+            except Exception:
+                failed += 1
+                if failed == 1:  # the traceback once per interval, not once per share
+                    log.warning("presence refresh failed", exc_info=True)
 
 
 def _release(batch: list[tuple[str, str, asyncio.Future[None]]]) -> None:
