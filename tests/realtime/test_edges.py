@@ -19,6 +19,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -198,6 +199,39 @@ async def test_a_token_check_that_fails_closes_the_socket_and_the_server_carries
         await ws.send('{"type":"ping"}')
         assert await recv_json(ws) == {"type": "pong"}
     assert len(checked) == 2
+
+
+async def test_a_session_that_fails_to_open_closes_1011_and_leaves_nothing_behind(
+    in_process: InProcess, nodes: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await live_user(nodes[0])
+    runtime = in_process.app.state.runtime
+    real, calls = runtime.presence.connected, list[str]()
+
+    async def connected(connection: Any) -> None:
+        calls.append(connection.id)
+        if len(calls) == 1:  # after the hub registered it and its channels were joined
+            raise ConnectionError("presence store unreachable")
+        await real(connection)
+
+    monkeypatch.setattr(runtime.presence, "connected", connected)
+    async with websockets.connect(in_process.ws, compression=None) as ws:
+        await ws.send(hello(user.token))
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:  # ready may come first: it is queued before the channels are joined
+                await recv_json(ws)
+    assert (ws.close_code, ws.close_reason) == (1011, "server error; reconnect")
+    for _ in range(100):  # the cleanup finishes after the close frame
+        if calls[0] not in runtime.hub.connections:
+            break
+        await asyncio.sleep(0.05)
+    assert calls[0] not in runtime.hub.connections
+    async with websockets.connect(in_process.ws, compression=None) as ws:
+        await ws.send(hello(user.token))
+        assert (await recv_json(ws))["type"] == "ready"
+        await ws.send('{"type":"ping"}')
+        assert await recv_json(ws) == {"type": "pong"}
+        assert len(runtime.hub.connections) == 1  # only the one open now
 
 
 # What the native edge does itself

@@ -163,7 +163,13 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     assert serving is not None
     try:
         try:
-            await session.open_session(runtime, connection, resume)
+            try:
+                await session.open_session(runtime, connection, resume)
+            except Exception:  # the native edge's answer, not a socket dropped with a traceback
+                log.exception("opening a real-time session failed")
+                with contextlib.suppress(Exception):
+                    await ws.close(CLOSE_INTERNAL_ERROR, "server error; reconnect")
+                return
             await _serve(runtime, connection)
         finally:
             await session.close_session(runtime, connection)
