@@ -22,6 +22,7 @@ from tests.chat.factories import (
     remove,
     send,
 )
+from ultrachat.auth.service import grant_role
 
 
 def requests(resource: str, result: str) -> float:
@@ -208,6 +209,41 @@ async def test_profiles_are_cached(client: httpx.AsyncClient) -> None:
         assert (await client.get(f"{API}/users/me", headers=user.headers)).json() == first
     assert counts.delta == (3, 0)
     assert first["id"] == user.id and first["username"] == user.username
+
+
+def warms(resource: str, result: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "ultrachat_cache_warms_total", {"resource": resource, "result": result}
+    )
+    return value or 0.0
+
+
+async def test_signing_in_and_refreshing_have_the_profile_ready(app: FastAPI) -> None:
+    # A client's first request after signing in (or after starting up with a refresh
+    # token) is its own profile: that read is a hit, and the warm is not counted as one.
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.10", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        loaded = warms("user-profiles", "loaded")
+        counts = Counts("user-profiles")
+        user = await account(client)
+        assert warms("user-profiles", "loaded") == loaded + 1
+        assert counts.delta == (0, 0)
+        me = (await client.get(f"{API}/users/me", headers=user.headers)).json()
+        assert me["id"] == user.id and me["role"] == "member"
+        assert counts.delta == (1, 0)
+
+        # A role change forgets it; the next refresh loads it again, with the new role.
+        runtime = app.state.runtime
+        await grant_role(runtime.db, user.username, "admin")
+        await runtime.auth.profile_changed(user.id)
+        response = await client.post(
+            f"{API}/auth/refresh", json={"refresh_token": user.refresh_token}
+        )
+        assert response.status_code == 200, response.text
+        assert warms("user-profiles", "loaded") == loaded + 2
+        headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        assert (await client.get(f"{API}/users/me", headers=headers)).json()["role"] == "admin"
+        assert counts.delta == (2, 0)
 
 
 async def test_the_counters_are_on_the_metrics_endpoint(client: httpx.AsyncClient) -> None:

@@ -73,14 +73,16 @@ class Counting:
 
 
 @asynccontextmanager
-async def nodes(backend: Backend, count: int) -> AsyncIterator[list[TieredCache]]:
+async def nodes(
+    backend: Backend, count: int, config: CacheConfig = CONFIG
+) -> AsyncIterator[list[TieredCache]]:
     """``count`` caches sharing one Redis prefix (PostgreSQL backend), or one in-process
     cache on a MemoryBus (SQLite backend: more than one node is skipped)."""
     async with AsyncExitStack() as stack:
         if not backend.redis_url:
             if count > 1:
                 pytest.skip("several nodes need Redis; this backend runs one process")
-            cache = TieredCache(CONFIG, MemoryBus())
+            cache = TieredCache(config, MemoryBus())
             await cache.start()
             stack.push_async_callback(cache.stop)
             yield [cache]
@@ -93,7 +95,7 @@ async def nodes(backend: Backend, count: int) -> AsyncIterator[list[TieredCache]
             bus = RedisBus(client, prefix)
             await bus.start()
             stack.push_async_callback(bus.close)
-            cache = TieredCache(CONFIG, bus, RedisTier(client, prefix, CONFIG))
+            cache = TieredCache(config, bus, RedisTier(client, prefix, config))
             await cache.start()
             stack.push_async_callback(cache.stop)
             caches.append(cache)
@@ -164,6 +166,67 @@ async def test_an_invalidation_during_a_load_keeps_its_value_out(backend: Backen
         if cache.remote is not None:
             [(raw, _)] = await cache.remote.get_many("t-both", ["k"])
             assert raw == b'"new"'
+
+
+def warms(resource: str, result: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "ultrachat_cache_warms_total", {"resource": resource, "result": result}
+    )
+    return value or 0.0
+
+
+async def test_a_warm_loads_once_without_counting_a_lookup(backend: Backend) -> None:
+    async with nodes(backend, 1) as (cache,):
+        load = Counting("ready")
+        hits, misses = requests("t-both", "hit"), requests("t-both", "miss")
+        loaded, present = warms("t-both", "loaded"), warms("t-both", "present")
+        await cache.warm("t-both", "k", load)
+        await cache.warm("t-both", "k", load)  # held already: nothing to load
+        assert load.calls == 1
+        assert (warms("t-both", "loaded") - loaded, warms("t-both", "present") - present) == (1, 1)
+        assert (requests("t-both", "hit"), requests("t-both", "miss")) == (hits, misses)
+        assert await cache.get("t-both", "k", Counting("unused")) == "ready"
+        assert requests("t-both", "hit") - hits == 1
+        if cache.remote is not None:
+            [(raw, _)] = await cache.remote.get_many("t-both", ["k"])
+            assert raw == b'"ready"'
+
+
+async def test_a_lookup_during_a_warm_joins_it(backend: Backend) -> None:
+    async with nodes(backend, 1) as (cache,):
+        load = Counting("ready")
+        load.hold()
+        warming = asyncio.create_task(cache.warm("t-both", "k", load))
+        await load.entered.wait()
+        lookup = asyncio.create_task(cache.get("t-both", "k", Counting("unused")))
+        await asyncio.sleep(0)
+        assert load.gate is not None
+        load.gate.set()
+        assert await lookup == "ready"
+        await warming
+        assert load.calls == 1
+
+
+async def test_a_failed_warm_raises_nothing_and_caches_nothing(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with nodes(backend, 1) as (cache,):
+
+        async def broken() -> str:
+            raise RuntimeError("database down")
+
+        await cache.warm("t-both", "k", broken)
+        assert "warming t-both k failed" in caplog.text
+        assert cache.local.get("t-both", "k") is MISSING
+        assert await cache.get("t-both", "k", Counting("later")) == "later"
+
+
+async def test_a_warm_on_one_node_serves_the_others_from_l2(backend: Backend) -> None:
+    async with nodes(backend, 2) as (a, b):
+        await a.warm("t-both", "k", Counting("ready"))
+        on_b = Counting("unused")
+        assert await b.get("t-both", "k", on_b) == "ready"
+        assert on_b.calls == 0
 
 
 async def test_values_round_trip_through_l2_as_json(backend: Backend) -> None:

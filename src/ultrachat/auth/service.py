@@ -10,6 +10,7 @@ Session lifetime (docs/auth.md has the full story):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -182,13 +183,25 @@ class AuthService:
         ``get_user`` reads the database.
         """
 
-        async def load() -> dict[str, str]:
-            user = await self.get_user(user_id)
-            return Profile(user.id, user.username, user.role, user.created_at).to_json()
-
         if self._cache is None:
-            return Profile.from_json(await load())
-        return Profile.from_json(await self._cache.get(USER_PROFILES, user_id, load))
+            return Profile.from_json(await self._load_profile(user_id))
+        return Profile.from_json(
+            await self._cache.get(
+                USER_PROFILES, user_id, functools.partial(self._load_profile, user_id)
+            )
+        )
+
+    async def _warm_profile(self, user_id: str) -> None:
+        """A client that has just signed in or refreshed asks for its profile next (the app
+        starting): have it ready on every node. Never fails the sign-in."""
+        if self._cache is not None:
+            await self._cache.warm(
+                USER_PROFILES, user_id, functools.partial(self._load_profile, user_id)
+            )
+
+    async def _load_profile(self, user_id: str) -> dict[str, str]:
+        user = await self.get_user(user_id)
+        return Profile(user.id, user.username, user.role, user.created_at).to_json()
 
     async def profile_changed(self, user_id: str) -> None:
         """Forget the cached profile on every node (after a committed change to the user)."""
@@ -252,6 +265,7 @@ class AuthService:
         if self._hasher.needs_rehash(user.password_hash):
             await self._rehash(user.id, password)
         tokens = await self._start_session(user.id, client)
+        await self._warm_profile(user.id)
         AUTH_EVENTS.labels("login_ok").inc()
         await self._record(
             "auth.login", user.id, user.id, client.ip, {"session_id": tokens.session_id}
@@ -289,6 +303,7 @@ class AuthService:
             AUTH_EVENTS.labels("refresh_reuse").inc()
             await self._record_revoked("refresh_reuse", "", reused_by[0], reused_by[1], client.ip)
             raise Unauthorized(_BAD_REFRESH)
+        await self._warm_profile(auth_session.user_id)
         AUTH_EVENTS.labels("refresh_ok").inc()
         return self._tokens(auth_session.user_id, auth_session.id, refresh, now, expires_at)
 

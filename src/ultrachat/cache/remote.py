@@ -12,6 +12,13 @@ the value, computed its successor, and the script stores the successor only if t
 still the one read (same SHA-1), otherwise deletes it; either way it bumps the version like
 an invalidation, so loads that began before the write cannot store over it.
 
+Entries implied by another (``set_implied``: a user's channel list says they are a member of
+each channel) are stored only if the *source* entry's version is still the one read before
+it was loaded. That is safe because every change that invalidates an implied entry
+invalidates its source in the same script (chat/caching.py: a membership change drops both
+the pair and the user's channel list), so a source version that did not move means no
+implied entry was invalidated since the source's load began either.
+
 Expiry: ``time`` and ``both`` resources expire after their TTL here too. ``size`` resources
 expire after the global TTL in L2 (a backstop: Redis cannot bound a resource's key count
 cheaply; its own ``maxmemory`` policy bounds the whole of L2). docs/cache.md has the details.
@@ -41,6 +48,16 @@ for i = 1, #KEYS, 2 do
   end
 end
 return stored
+"""
+
+_SET_IF_SOURCE_UNCHANGED = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+  return 0
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[2])
+end
+return #KEYS - 1
 """
 
 _INVALIDATE = """
@@ -83,6 +100,7 @@ class RedisTier:
         self._set_script = client.register_script(_SET_IF_UNCHANGED)
         self._invalidate_script = client.register_script(_INVALIDATE)
         self._replace_script = client.register_script(_REPLACE_IF_UNCHANGED)
+        self._implied_script = client.register_script(_SET_IF_SOURCE_UNCHANGED)
 
     def _keys(self, resource: str, key: str) -> tuple[str, str]:
         suffix = f"{resource}:{key}"
@@ -104,14 +122,30 @@ class RedisTier:
         """Store each (key, encoded value) whose version is still the one read; how many."""
         if not items:
             return 0
-        config = self._config.resource(resource)
-        ttl = config.ttl if config.expires else self._config.global_ttl
         keys: list[str] = []
-        args: list[bytes | int] = [max(1, int(ttl * 1000))]
+        args: list[bytes | int] = [self._ttl_ms(resource)]
         for key, value, version in items:
             keys.extend(self._keys(resource, key))
             args.extend((version, value))
         return int(await self._set_script(keys=keys, args=args))
+
+    async def set_implied(
+        self,
+        source: tuple[str, str],
+        version: Version,
+        resource: str,
+        items: Sequence[tuple[str, bytes]],
+    ) -> int:
+        """Store each (key, encoded value) of ``resource`` if ``source`` (resource, key) is
+        still at ``version`` (read before the source's value was loaded); how many."""
+        if not items:
+            return 0
+        keys = [self._keys(*source)[1]]
+        args: list[bytes | int] = [version, self._ttl_ms(resource)]
+        for key, value in items:
+            keys.append(self._keys(resource, key)[0])
+            args.append(value)
+        return int(await self._implied_script(keys=keys, args=args))
 
     async def invalidate(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Delete each (resource, key) and bump its version, atomically."""
@@ -140,6 +174,11 @@ class RedisTier:
             else:  # a digest, not the value: the script compares without it crossing twice
                 args.extend((hashlib.sha1(read, usedforsecurity=False).hexdigest(), successor))
         return [bool(r) for r in await self._replace_script(keys=keys, args=args)]
+
+    def _ttl_ms(self, resource: str) -> int:
+        config = self._config.resource(resource)
+        ttl = config.ttl if config.expires else self._config.global_ttl
+        return max(1, int(ttl * 1000))
 
 
 def _bytes(value: bytes | str | None) -> bytes | None:

@@ -20,6 +20,11 @@ in place, and every other node drops the keys from its L1 (its next lookup is an
 tier that cannot take the change (the key is absent, or the change refuses what is there)
 is invalidated as above. Both fence loads under way, as an invalidation does.
 
+Two ways to fill without a lookup: ``warm`` makes a key ready just before it will be asked
+for (a profile at sign-in), and a ``get`` with ``implies`` stores, along with a value it
+loaded, the entries that value proves (a user's channel list proves their memberships) in L2,
+fenced by the loaded key's version (remote.py, ``set_implied``).
+
 A node whose bus is down cannot hear invalidations, so it stops using its L1 until the bus
 is back, and then empties it before using it again. docs/cache.md states the guarantees.
 """
@@ -48,11 +53,13 @@ from ultrachat.metrics import cache as cache_metrics
 from ultrachat.metrics.cache import (
     CACHE_ENTRIES,
     CACHE_ERRORS,
+    CACHE_IMPLIED,
     CACHE_INVALIDATION_TIMEOUTS,
     CACHE_INVALIDATIONS,
     CACHE_L1_FLUSHES,
     CACHE_REQUESTS,
     CACHE_UPDATES,
+    CACHE_WARMS,
 )
 
 T = TypeVar("T")
@@ -71,6 +78,9 @@ def ack_topic(node_id: str) -> str:
 
 Key = tuple[str, str]
 """(resource, key)"""
+
+Implied = tuple[str, Mapping[str, Any]]
+"""(resource, {key: value}): entries a loaded value proves."""
 
 Change = Callable[[Any], Any]
 """A write-through: the cached value (never MISSING) → its successor, or None when the
@@ -165,9 +175,13 @@ class TieredCache:
         key: str,
         load: Callable[[], Awaitable[T]],
         accept: Callable[[T], bool] | None = None,
+        implies: Callable[[T], Implied] | None = None,
     ) -> T:
         """The cached value, or ``load()``'s (stored on the way). ``accept`` may refuse a
-        cached value (e.g. a page too short), which then counts as a miss."""
+        cached value (e.g. a page too short), which then counts as a miss. ``implies`` gives
+        the entries a loaded value proves; they are stored in L2 with it, unless ``key`` is
+        invalidated meanwhile. Only for entries whose every invalidation also invalidates
+        ``key``, in the same call (that is what makes the fence hold)."""
         if not self.enabled:
             cache_metrics.requests(resource, "miss").inc()
             return await load()
@@ -183,11 +197,36 @@ class TieredCache:
             if accept is None or accept(value):
                 self._hit(resource, "flight")
                 return value  # type: ignore[no-any-return]
-            return await self._fill(resource, key, load, accept)
-        task: asyncio.Task[T] = asyncio.create_task(self._fill(resource, key, load, accept))
+            return await self._fill(resource, key, load, accept, implies)
+        return await asyncio.shield(
+            self._fly(resource, key, self._fill(resource, key, load, accept, implies))
+        )
+
+    async def warm(self, resource: str, key: str, load: Callable[[], Awaitable[Any]]) -> None:
+        """Make ``key`` ready for the lookups about to ask for it (a user's profile when they
+        sign in): loaded, the way a miss loads it, unless a tier holds it already. Not a
+        lookup, so not counted as a hit or a miss (``ultrachat_cache_warms_total``). A
+        failed load is left for the lookup to meet; it is only logged here."""
+        if not self.enabled or resource not in self.config.resources:
+            return
+        if self._l1_usable() and self.local.get(resource, key) is not MISSING:
+            CACHE_WARMS.labels(resource, "present").inc()
+            return
+        if (resource, key) in self._flights:
+            return  # being loaded already
+        try:
+            await asyncio.shield(
+                self._fly(resource, key, self._fill(resource, key, load, None, counted=False))
+            )
+        except Exception:
+            log.warning("cache: warming %s %s failed", resource, key, exc_info=True)
+
+    def _fly(self, resource: str, key: str, fill: Awaitable[T]) -> asyncio.Task[T]:
+        """Run ``fill`` as the key's single flight: later lookups on this node join it."""
+        task: asyncio.Task[T] = asyncio.ensure_future(fill)
         self._flights[(resource, key)] = task
         task.add_done_callback(lambda done: self._landed(resource, key, done))
-        return await asyncio.shield(task)
+        return task
 
     @property
     def epoch(self) -> int:
@@ -344,7 +383,11 @@ class TieredCache:
         key: str,
         load: Callable[[], Awaitable[T]],
         accept: Callable[[T], bool] | None,
+        implies: Callable[[T], Implied] | None = None,
+        *,
+        counted: bool = True,
     ) -> T:
+        """L2, then ``load``; ``counted=False`` for a warm, which no lookup asked for."""
         start = self._epoch
         version: Version | None = None
         if self.remote is not None:
@@ -353,16 +396,24 @@ class TieredCache:
                 if raw is not None:
                     value: T = orjson.loads(raw)
                     if accept is None or accept(value):
-                        self._hit(resource, "l2")
+                        if counted:
+                            self._hit(resource, "l2")
+                        else:
+                            CACHE_WARMS.labels(resource, "present").inc()
                         self._store_l1(resource, key, value, start)
                         return value
             except _L2_ERRORS:
                 CACHE_ERRORS.labels("l2_get").inc()
                 version = None
-        cache_metrics.requests(resource, "miss").inc()
+        if counted:
+            cache_metrics.requests(resource, "miss").inc()
+        else:
+            CACHE_WARMS.labels(resource, "loaded").inc()
         value = await load()
         if version is not None:
             await self._store_l2(resource, [(key, value, version)])
+            if implies is not None:
+                await self._store_implied((resource, key), version, implies(value))
         self._store_l1(resource, key, value, start)
         return value
 
@@ -381,6 +432,20 @@ class TieredCache:
             )
         except (*_L2_ERRORS, TypeError):
             CACHE_ERRORS.labels("l2_set").inc()
+
+    async def _store_implied(self, source: Key, version: Version, implied: Implied) -> None:
+        resource, values = implied
+        if self.remote is None or not values or resource not in self.config.resources:
+            return
+        try:
+            stored = await self.remote.set_implied(
+                source, version, resource, [(k, orjson.dumps(v)) for k, v in values.items()]
+            )
+        except (*_L2_ERRORS, TypeError):
+            CACHE_ERRORS.labels("l2_set").inc()
+            return
+        CACHE_IMPLIED.labels(resource, "stored").inc(stored)
+        CACHE_IMPLIED.labels(resource, "skipped").inc(len(values) - stored)
 
     def _store_l1(self, resource: str, key: str, value: Any, start: int) -> None:
         """Keep a value loaded by a lookup that began at epoch ``start``, unless the key was

@@ -5,7 +5,8 @@ Cached (resource → key → value):
 - ``channel-membership``: ``<channel>:<user>`` → whether the user is a member. Read on every
   send (the group committer's check) and on history reads.
 - ``user-channels``: ``<user>`` → the ids of the user's channels. Read on every WebSocket
-  subscribe (hello); reading it also primes this node's L1 with the user's memberships.
+  subscribe (hello); reading it also primes this node's L1 with the user's memberships, and
+  loading it stores them in L2 for the other nodes.
 - ``channel-history-head``: ``<channel>`` → the newest page of the channel's history, as the
   API shows it, with the page size it was loaded for and ``through``: the channel's seq it
   is current through (every event up to it is in it, none after; None when unknown).
@@ -101,11 +102,20 @@ class ChatCache:
     ) -> list[str]:
         if self._cache is None:
             return await load()
+
+        def memberships(ids: list[str]) -> dict[str, bool]:
+            return {f"{c}:{user_id}": True for c in ids}
+
         since = self._cache.epoch
-        channel_ids = list(await self._cache.get(USER_CHANNELS, user_id, load))  # a copy
-        # Each is a membership as well, asked about on the user's next send or history read
-        # in that channel: known now, kept in this node's L1 (unless invalidated meanwhile).
-        self._cache.prime(CHANNEL_MEMBERSHIP, {f"{c}:{user_id}": True for c in channel_ids}, since)
+        # Each channel is a membership as well, asked about on the user's next history read
+        # there, on whichever node serves it: a loaded list stores them in L2 (fenced by the
+        # list's version: _membership_keys invalidates both together), and every read keeps
+        # them in this node's L1 (unless invalidated meanwhile).
+        loaded = await self._cache.get(
+            USER_CHANNELS, user_id, load, implies=lambda ids: (CHANNEL_MEMBERSHIP, memberships(ids))
+        )
+        channel_ids = list(loaded)  # a copy
+        self._cache.prime(CHANNEL_MEMBERSHIP, memberships(channel_ids), since)
         return channel_ids
 
     async def history_head(
@@ -228,6 +238,8 @@ class _Absent(Exception):
 
 
 def _membership_keys(channel_id: str, user_ids: Iterable[str]) -> list[Key]:
+    """A membership and the user's channel list, always together: the list's L2 version
+    fences the memberships it implies (``channel_ids_of``)."""
     keys: list[Key] = []
     for user_id in user_ids:
         keys.append((CHANNEL_MEMBERSHIP, f"{channel_id}:{user_id}"))

@@ -7,7 +7,9 @@ of a resource are exactly the database loads it made, and
     rate(ultrachat_cache_requests_total{result="hit"}[5m])
       / ignoring(result) sum without(result) (rate(ultrachat_cache_requests_total[5m]))
 
-is its hit rate.
+is its hit rate. The one other kind of database load is a warm (``TieredCache.warm``: a
+value loaded just before it will be asked for, such as a profile at sign-in), counted apart
+in ``ultrachat_cache_warms_total`` because no lookup asked for it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ CACHE_UPDATES = Counter(
     "Write-through updates by resource and tier (l1, l2): applied in place, or invalidated"
     " because the tier held nothing or something the update could not apply to.",
     ["resource", "tier", "result"],
+)
+CACHE_WARMS = Counter(
+    "ultrachat_cache_warms_total",
+    "Entries made ready ahead of their lookups, by resource and result: loaded (from the"
+    " database), present (a tier held it already).",
+    ["resource", "result"],
+)
+CACHE_IMPLIED = Counter(
+    "ultrachat_cache_implied_total",
+    "Entries stored in L2 because a loaded value implies them (a user's channel list, their"
+    " memberships), by resource and result: stored, or skipped (the source changed meanwhile).",
+    ["resource", "result"],
 )
 CACHE_INVALIDATION_TIMEOUTS = Counter(
     "ultrachat_cache_invalidation_timeouts_total",
