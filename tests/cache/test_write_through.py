@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.cache.test_local import tier
 from tests.cache.test_tiered import Counting, nodes, requests, tier_hits
@@ -154,6 +155,28 @@ async def test_an_update_of_an_absent_key_leaves_it_absent(backend: Backend) -> 
         assert cache.local.get(R, "nothing") is MISSING
         if cache.remote is not None:
             assert await in_l2(cache, "nothing") is None
+
+
+def updates(tier: str, result: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "ultrachat_cache_updates_total", {"resource": R, "tier": tier, "result": result}
+    )
+    return value or 0.0
+
+
+async def test_each_update_is_counted_by_what_it_found(backend: Backend) -> None:
+    # Why heads go missing under load is read off these: nothing cached, or a gap.
+    async with nodes(backend, 1) as (cache,):
+        await warm(cache, head(10, 10), "current")
+        await warm(cache, head(10, 10), "behind")
+        tiers = ["l1"] if cache.remote is None else ["l1", "l2"]
+        results = ("applied", "absent", "refused")
+        before = {(t, r): updates(t, r) for t in tiers for r in results}
+        await cache.update(
+            R, {"current": created(11, 11), "behind": created(13, 13), "nothing": created(1, 1)}
+        )
+        for t in tiers:
+            assert [updates(t, r) - before[t, r] for r in results] == [1, 1, 1], t
 
 
 async def test_a_load_begun_before_an_update_cannot_store_an_older_head(

@@ -99,8 +99,12 @@ def _apply(change: Change, value: Any) -> Any:
         return None
 
 
-def _outcome(value: Any) -> str:
-    return "invalidated" if value is None else "applied"
+def _outcome(current: Any, successor: Any) -> str:
+    """How a write-through went in one tier: ``applied``; ``absent`` (nothing cached) or
+    ``refused`` (a gap, or the value changed under it), both of which invalidate."""
+    if current is MISSING:
+        return "absent"
+    return "refused" if successor is None else "applied"
 
 
 @dataclass(slots=True)
@@ -326,13 +330,14 @@ class TieredCache:
             await self._update_l2(resource, changes)
         pairs = [(resource, key) for key in changes]
         if self._l1_usable():
-            successors = {k: _apply(c, self.local.get(resource, k)) for k, c in changes.items()}
+            currents = {k: self.local.get(resource, k) for k in changes}
+            successors = {k: _apply(c, currents[k]) for k, c in changes.items()}
             # Loads under way may have read the old value: none of them may store it now.
             self._fence(pairs)
             for key, value in successors.items():
                 if value is None or not self.local.replace(resource, key, value):
                     self.local.delete(resource, key)
-                CACHE_UPDATES.labels(resource, "l1", _outcome(value)).inc()
+                CACHE_UPDATES.labels(resource, "l1", _outcome(currents[key], value)).inc()
         await self._tell_others(pairs, wait=False)
 
     async def _tell_others(self, pairs: list[Key], wait: bool) -> None:
@@ -463,17 +468,22 @@ class TieredCache:
         try:
             stored = await self.remote.get_many(resource, keys)
             items: list[tuple[str, bytes | None, bytes | None]] = []
+            outcomes: list[str] = []
             for key, (raw, _) in zip(keys, stored, strict=True):
-                value = _apply(changes[key], MISSING if raw is None else orjson.loads(raw))
+                current = MISSING if raw is None else orjson.loads(raw)
+                value = _apply(changes[key], current)
                 items.append((key, raw, None if value is None else orjson.dumps(value)))
+                outcomes.append(_outcome(current, value))
             replaced = await self.remote.replace_many(resource, items)
         except (*_L2_ERRORS, TypeError):
             CACHE_ERRORS.labels("l2_update").inc()
             log.warning("cache: L2 update of %d keys failed; invalidating", len(keys))
             await self._invalidate_l2([(resource, k) for k in keys])
             return
-        for done in replaced:
-            CACHE_UPDATES.labels(resource, "l2", "applied" if done else "invalidated").inc()
+        for done, outcome in zip(replaced, outcomes, strict=True):
+            if outcome == "applied" and not done:
+                outcome = "refused"  # another writer changed the value after it was read
+            CACHE_UPDATES.labels(resource, "l2", outcome).inc()
 
     async def _invalidate_l2(self, pairs: list[Key]) -> None:
         assert self.remote is not None

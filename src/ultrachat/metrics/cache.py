@@ -36,8 +36,9 @@ CACHE_INVALIDATIONS = Counter(
 )
 CACHE_UPDATES = Counter(
     "ultrachat_cache_updates_total",
-    "Write-through updates by resource and tier (l1, l2): applied in place, or invalidated"
-    " because the tier held nothing or something the update could not apply to.",
+    "Write-through updates by resource and tier (l1, l2): applied in place; or invalidated,"
+    " because the tier held nothing (absent) or something the update could not apply to"
+    " (refused: a gap in the seqs, or another writer changed it first).",
     ["resource", "tier", "result"],
 )
 CACHE_WARMS = Counter(
