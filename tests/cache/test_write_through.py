@@ -17,13 +17,15 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.cache.test_local import tier
+from tests.cache.test_local import Clock, tier
 from tests.cache.test_tiered import Counting, nodes, requests, tier_hits
 from tests.support.backends import Backend
-from ultrachat.cache.config import ResourceConfig
+from ultrachat.bus.memory import MemoryBus
+from ultrachat.cache.config import CHANNEL_HISTORY_HEAD, ResourceConfig, build_config
 from ultrachat.cache.local import MISSING
 from ultrachat.cache.tiered import TieredCache
-from ultrachat.chat.caching import advanced
+from ultrachat.chat.caching import ChatCache, advanced
+from ultrachat.storage import new_id
 
 R = "t-both"
 
@@ -97,6 +99,17 @@ def test_l1_replace_keeps_the_expiry_of_the_load() -> None:
     clock.advance(100)
     assert local.get("r", "k") is MISSING
     assert not local.replace("r", "k", "nothing to replace")
+    assert local.get("r", "k") is MISSING
+
+
+def test_l1_replace_with_renew_starts_the_ttl_again() -> None:
+    local, clock = tier(r=ResourceConfig(300, 10, "both"))
+    local.set("r", "k", "loaded")
+    clock.advance(200)
+    assert local.replace("r", "k", "proven current", renew=True)
+    clock.advance(299)
+    assert local.get("r", "k") == "proven current"
+    clock.advance(1)
     assert local.get("r", "k") is MISSING
 
 
@@ -233,6 +246,19 @@ async def test_l2_keeps_the_ttl_of_the_load(backend: Backend) -> None:
         assert 0 < await client.pttl(name) <= 5_000
 
 
+async def test_a_renewing_update_starts_the_ttl_again_in_l2(backend: Backend) -> None:
+    async with nodes(backend, 1) as (cache,):
+        if cache.remote is None:
+            pytest.skip("no L2 without Redis")
+        await warm(cache, head(10, 10))
+        client = cache.remote._client
+        name = f"{cache.remote._values}{R}:h"
+        await client.pexpire(name, 5_000)
+        await cache.update(R, {"h": created(11, 11)}, renew=True)
+        assert await in_l2(cache) == head(11, 10, 11)
+        assert 5_000 < await client.pttl(name) <= 60_000  # t-both's TTL, from now
+
+
 async def test_l2_replaces_only_the_value_it_read(backend: Backend) -> None:
     async with nodes(backend, 1) as (cache,):
         if cache.remote is None:
@@ -286,3 +312,29 @@ async def test_two_nodes_committing_to_one_channel_never_lose_a_message(
             for cache in (a, b):
                 assert cache.local.get(R, key) in (MISSING, truth)
                 assert await cache.get(R, key, Counting(truth)) == truth
+
+
+async def test_a_head_kept_current_by_sends_outlives_its_ttl() -> None:
+    # Its TTL bounds changes no event reports; seqs running on without a gap prove it
+    # current, so a channel's head stays while the channel is active, and only then.
+    clock = Clock()
+    cache = TieredCache(build_config(), MemoryBus(), clock=clock)
+    chat = ChatCache(cache)
+    channel = new_id()
+    loads = 0
+
+    async def load(limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        nonlocal loads
+        loads += 1
+        return [{"seq": 1}], 1
+
+    ttl = build_config().resource(CHANNEL_HISTORY_HEAD).ttl
+    assert await chat.history_head(channel, 50, load) == [{"seq": 1}]
+    for seq in (2, 3, 4):
+        clock.advance(ttl * 0.8)
+        await chat.messages_created({channel: [{"seq": seq}]})
+    assert [m["seq"] for m in await chat.history_head(channel, 50, load)] == [1, 2, 3, 4]
+    assert loads == 1  # 2.4 TTLs after its load
+    clock.advance(ttl)  # a TTL with no event
+    await chat.history_head(channel, 50, load)
+    assert loads == 2

@@ -83,13 +83,17 @@ class LocalTier:
         store[key] = _Entry(expires_at, self._tick, value)
         self._trim(store, config, now)
 
-    def replace(self, resource: str, key: str, value: Any) -> bool:
-        """Swap a live entry's value, keeping its expiry: an entry updated in place still
-        expires ``ttl`` after it was loaded, which bounds changes no write reports."""
+    def replace(self, resource: str, key: str, value: Any, *, renew: bool = False) -> bool:
+        """Swap a live entry's value. It keeps its expiry, so that it still expires ``ttl``
+        after it was loaded (which bounds changes no write reports), unless ``renew``: the
+        caller proved the new value current, and its ``ttl`` starts again."""
         entry = self._stores[resource].get(key)
-        if entry is None or entry.expires_at <= self._clock():
+        now = self._clock()
+        if entry is None or entry.expires_at <= now:
             return False
         entry.value = value
+        if renew and entry.expires_at != math.inf:
+            entry.expires_at = now + self._config.resource(resource).ttl
         return True
 
     def delete(self, resource: str, key: str) -> bool:

@@ -71,13 +71,18 @@ return #KEYS / 2
 
 _REPLACE_IF_UNCHANGED = """
 local replaced = {}
+local renew = tonumber(ARGV[2])
 for i = 1, #KEYS, 2 do
-  local expected = ARGV[i + 1]
+  local expected = ARGV[i + 2]
   local current = redis.call('GET', KEYS[i])
   redis.call('INCR', KEYS[i + 1])
   redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
   if expected ~= '' and current and redis.sha1hex(current) == expected then
-    redis.call('SET', KEYS[i], ARGV[i + 2], 'KEEPTTL')
+    if renew > 0 then
+      redis.call('SET', KEYS[i], ARGV[i + 3], 'PX', renew)
+    else
+      redis.call('SET', KEYS[i], ARGV[i + 3], 'KEEPTTL')
+    end
     replaced[#replaced + 1] = 1
   else
     redis.call('DEL', KEYS[i])
@@ -157,16 +162,20 @@ class RedisTier:
         await self._invalidate_script(keys=keys, args=[VERSION_TTL_MS])
 
     async def replace_many(
-        self, resource: str, items: Sequence[tuple[str, bytes | None, bytes | None]]
+        self,
+        resource: str,
+        items: Sequence[tuple[str, bytes | None, bytes | None]],
+        *,
+        renew: bool = False,
     ) -> list[bool]:
         """For each (key, value as read, successor): store the successor, keeping the entry's
-        TTL, if the value is still the one read; else delete it (a successor of None, or a
-        value read as None, always deletes). Versions are bumped either way. Which were
-        replaced."""
+        TTL (or, with ``renew``, starting the resource's TTL again), if the value is still
+        the one read; else delete it (a successor of None, or a value read as None, always
+        deletes). Versions are bumped either way. Which were replaced."""
         if not items:
             return []
         keys: list[str] = []
-        args: list[bytes | int | str] = [VERSION_TTL_MS]
+        args: list[bytes | int | str] = [VERSION_TTL_MS, self._ttl_ms(resource) if renew else 0]
         for key, read, successor in items:
             keys.extend(self._keys(resource, key))
             if read is None or successor is None:

@@ -318,16 +318,20 @@ class TieredCache:
         self._forget(pairs)
         await self._tell_others(pairs, wait)
 
-    async def update(self, resource: str, changes: Mapping[str, Change]) -> None:
+    async def update(
+        self, resource: str, changes: Mapping[str, Change], *, renew: bool = False
+    ) -> None:
         """Write-through: each key's value becomes ``change(value)``, computed in each tier
         from what that tier holds (L2 under compare-and-set). Where the key is absent or its
         change returns None, the key is invalidated in that tier instead. Other nodes drop
         the keys from their L1 without acknowledging (the ``wait=False`` of ``invalidate``).
+        An updated entry keeps its expiry unless ``renew``: the change proved the successor
+        current (a history head's seqs run on without a gap), so its TTL starts again.
         Call it after the write committed, before answering. Never raises."""
         if not changes or not self.enabled or resource not in self.config.resources:
             return
         if self.remote is not None:
-            await self._update_l2(resource, changes)
+            await self._update_l2(resource, changes, renew)
         pairs = [(resource, key) for key in changes]
         if self._l1_usable():
             currents = {k: self.local.get(resource, k) for k in changes}
@@ -335,7 +339,7 @@ class TieredCache:
             # Loads under way may have read the old value: none of them may store it now.
             self._fence(pairs)
             for key, value in successors.items():
-                if value is None or not self.local.replace(resource, key, value):
+                if value is None or not self.local.replace(resource, key, value, renew=renew):
                     self.local.delete(resource, key)
                 CACHE_UPDATES.labels(resource, "l1", _outcome(currents[key], value)).inc()
         await self._tell_others(pairs, wait=False)
@@ -462,7 +466,7 @@ class TieredCache:
             return
         self.local.set(resource, key, value)
 
-    async def _update_l2(self, resource: str, changes: Mapping[str, Change]) -> None:
+    async def _update_l2(self, resource: str, changes: Mapping[str, Change], renew: bool) -> None:
         assert self.remote is not None
         keys = list(changes)
         try:
@@ -474,7 +478,7 @@ class TieredCache:
                 value = _apply(changes[key], current)
                 items.append((key, raw, None if value is None else orjson.dumps(value)))
                 outcomes.append(_outcome(current, value))
-            replaced = await self.remote.replace_many(resource, items)
+            replaced = await self.remote.replace_many(resource, items, renew=renew)
         except (*_L2_ERRORS, TypeError):
             CACHE_ERRORS.labels("l2_update").inc()
             log.warning("cache: L2 update of %d keys failed; invalidating", len(keys))

@@ -23,9 +23,12 @@ new messages are appended, and events that leave the page as it is (membership, 
 settings) only move ``through`` on. ``advanced`` is the rule. It refuses, and the head is
 invalidated instead, unless the head is current through the seq just before the change:
 every event takes the channel's next seq, so a head that missed one (an edit, another
-node's batch) shows a gap and is dropped, never extended past it. Edits, deletions,
-reactions and pins invalidate it. Other nodes drop their copy without acknowledging (the
-bounded delay for new messages in docs/cache.md) and read the new one from L2.
+node's batch) shows a gap and is dropped, never extended past it. A head so extended is
+proven current, so its TTL starts again: an active channel's head stays cached, and one
+with no event for a TTL expires (docs/cache.md, "History heads are written through").
+Edits, deletions, reactions and pins invalidate it. Other nodes drop their copy without
+acknowledging (the bounded delay for new messages in docs/cache.md) and read the new one
+from L2.
 
 Loaders must read the primary (``Database.sessions``), never a replica: a fill that runs just
 after an invalidation must see the write behind it, or it would cache the old value again.
@@ -181,7 +184,7 @@ class ChatCache:
             await self._cache.invalidate(keys)
         if kind in _PAGE_UNCHANGED:
             change = functools.partial(advanced, messages=(), first_seq=seq, last_seq=seq)
-            await self._cache.update(CHANNEL_HISTORY_HEAD, {channel_id: change})
+            await self._cache.update(CHANNEL_HISTORY_HEAD, {channel_id: change}, renew=True)
 
     async def members_changed(self, channel_id: str, user_ids: Sequence[str]) -> None:
         """Members added outside the ledger (a channel's creation)."""
@@ -205,7 +208,7 @@ class ChatCache:
             for channel_id, messages in created.items()
             if messages
         }
-        await self._cache.update(CHANNEL_HISTORY_HEAD, changes)
+        await self._cache.update(CHANNEL_HISTORY_HEAD, changes, renew=True)
 
 
 def advanced(
