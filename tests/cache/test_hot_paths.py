@@ -4,6 +4,9 @@ profiles), with hit and miss counters moving."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import httpx
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
@@ -22,7 +25,10 @@ from tests.chat.factories import (
     remove,
     send,
 )
+from tests.support.backends import Backend
+from tests.support.cli import ultrachat
 from ultrachat.auth.service import grant_role
+from ultrachat.cache.config import USER_PROFILES
 
 
 def requests(resource: str, result: str) -> float:
@@ -244,6 +250,36 @@ async def test_signing_in_and_refreshing_have_the_profile_ready(app: FastAPI) ->
         headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
         assert (await client.get(f"{API}/users/me", headers=headers)).json()["role"] == "admin"
         assert counts.delta == (2, 0)
+
+
+async def test_a_role_granted_from_the_cli_reaches_every_nodes_cached_profile(
+    app: FastAPI, backend: Backend, tmp_path: Path
+) -> None:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.11", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        user = await account(client)  # signing in cached the profile, role "member"
+        cache = app.state.runtime.cache
+        assert cache.local.get(USER_PROFILES, user.id)["role"] == "member"
+        # In a thread: this node must stay free to acknowledge the command's invalidation.
+        granted = await asyncio.to_thread(
+            ultrachat,
+            tmp_path,
+            "users",
+            "grant-admin",
+            user.username,
+            database_url=backend.database_url,
+            redis_url=backend.redis_url,
+            redis_key_prefix=backend.redis_prefix,
+        )
+        assert granted.returncode == 0, granted.stderr
+        assert "is now an admin (was member)" in granted.stdout
+        me = await client.get(f"{API}/users/me", headers=user.headers)
+        if backend.redis_url:
+            assert granted.stderr == ""
+            assert me.json()["role"] == "admin"
+        else:
+            # The embedded server's cache is in its own process: the command says so.
+            assert "may show the old role in /users/me for up to 3600 s" in granted.stderr
 
 
 async def test_the_counters_are_on_the_metrics_endpoint(client: httpx.AsyncClient) -> None:

@@ -52,7 +52,10 @@ DEFAULT_RESOURCES: dict[str, ResourceConfig] = {
     # These follow the global TTL (ULTRACHAT_CACHE_TTL_SECONDS) unless overridden.
     CHANNEL_MEMBERSHIP: ResourceConfig(0, 500_000, "both"),
     USER_CHANNELS: ResourceConfig(0, 100_000, "both"),
-    USER_PROFILES: ResourceConfig(300, 100_000, "both"),
+    # The global TTL is also the access tokens' lifetime (1 h): a profile warmed when a
+    # token is issued (sign-in, refresh) stays cached while that token's holder may ask for
+    # it. Every role change invalidates it on every node (the CLI's too, over Redis).
+    USER_PROFILES: ResourceConfig(0, 100_000, "both"),
     CHANNEL_HISTORY_HEAD: ResourceConfig(300, 10_000, "both"),
 }
 

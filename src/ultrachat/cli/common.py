@@ -40,6 +40,44 @@ def run(factory: Callable[[Settings], Coroutine[object, object, T]]) -> T:
         raise click.ClickException(f"{type(exc).__name__}: {message}") from None
 
 
+async def forget_cached(settings: Settings, keys: list[tuple[str, str]]) -> bool:
+    """Have every running node drop ``keys`` (resource, key) from its read cache, L2 and
+    every L1, for a change a command made behind the server's back. The invalidation is the
+    one a write in a server makes (it waits for the nodes' acknowledgements, up to the
+    usual timeout). Possible only over Redis: the embedded server's cache lives in its own
+    process, where only the TTL reaches it. False when it could not be done; the change
+    itself is committed already, so that is a warning, not a failure."""
+    if not settings.redis_url:
+        return False
+    from redis.asyncio import Redis
+
+    from ultrachat.bus.redis import RedisBus
+    from ultrachat.cache.remote import RedisTier
+    from ultrachat.cache.tiered import TieredCache
+
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    bus = RedisBus(client, settings.redis_key_prefix)
+    try:
+        await bus.start()
+        cache = TieredCache(
+            settings.cache_config,
+            bus,
+            RedisTier(client, settings.redis_key_prefix, settings.cache_config),
+            invalidation_timeout=settings.cache_invalidation_timeout_seconds,
+        )
+        await cache.start()
+        try:
+            await cache.invalidate(keys)
+        finally:
+            await cache.stop()
+        return bus.healthy
+    except Exception:
+        return False
+    finally:
+        await bus.close()
+        await client.aclose()
+
+
 async def audited(
     db: Database, event: str, target_type: str, target_id: str, **details: str
 ) -> None:

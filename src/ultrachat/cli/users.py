@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ultrachat.cli.common import audited
+from ultrachat.cli.common import audited, forget_cached, settings_or_exit
 from ultrachat.cli.common import run as run_async
 from ultrachat.config import Settings
 
@@ -66,26 +66,36 @@ def users_create_admin(username: str, password_stdin: bool) -> None:
 def users_grant_admin(username: str) -> None:
     """Give an existing account the admin role."""
 
-    async def run(settings: Settings) -> tuple[str, str]:
+    async def run(settings: Settings) -> tuple[str, str, bool]:
         from ultrachat.auth.service import grant_role
+        from ultrachat.cache.config import USER_PROFILES
         from ultrachat.errors import UltraChatError
         from ultrachat.storage import Database
 
         db = Database(settings.effective_database_url, 1)
         try:
             user, previous = await grant_role(db, username, "admin")
-            if previous != "admin":
-                await audited(
-                    db, "admin.role_granted", "user", user.id, role="admin", previous=previous
-                )
-            return user.id, previous
+            if previous == "admin":
+                return user.id, previous, True
+            await audited(
+                db, "admin.role_granted", "user", user.id, role="admin", previous=previous
+            )
         except UltraChatError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
             await db.close()
+        # The profile (GET /users/me shows the role) is cached on the running nodes.
+        return user.id, previous, await forget_cached(settings, [(USER_PROFILES, user.id)])
 
-    user_id, previous = run_async(run)
+    user_id, previous, forgotten = run_async(run)
     if previous == "admin":
         click.echo(f"{username} ({user_id}) is already an admin")
-    else:
-        click.echo(f"{username} ({user_id}) is now an admin (was {previous})")
+        return
+    click.echo(f"{username} ({user_id}) is now an admin (was {previous})")
+    if not forgotten:
+        ttl = settings_or_exit().cache_config.resource("user-profiles").ttl
+        click.echo(
+            f"note: running servers may show the old role in /users/me for up to {ttl:.0f} s:"
+            " their cached profiles could not be reached from here (that takes Redis)",
+            err=True,
+        )
