@@ -78,8 +78,12 @@ async def test_retire_refuses_a_key_rows_still_use(tmp_path: Path) -> None:
         await send(client, alice, (await create(client, alice))["id"], "still under key 1")
     rotated = ultrachat(tmp_path, "keys", "rotate-data", "--background", **cli)
     assert rotated.returncode == 0, rotated.stderr
-    # Just rotated: a node may still be encrypting with key 1 for a refresh interval.
-    refused = ultrachat(tmp_path, "keys", "retire", "1", **cli)
+    # Just rotated: a node may still be encrypting with key 1 for a refresh interval. Told
+    # that nodes refresh every minute, so that how long this process takes to start (over
+    # 2 s on a loaded machine) cannot carry it past the grace of 0.1 s + 2 s.
+    refused = ultrachat(
+        tmp_path, "keys", "retire", "1", **{**cli, "data_key_refresh_seconds": "60"}
+    )
     assert refused.returncode == 1
     assert "was primary until moments ago" in refused.stderr
     await asyncio.sleep(2.2)  # the refresh interval (0.1 s) plus the 2 s margin

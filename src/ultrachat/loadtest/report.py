@@ -6,6 +6,11 @@ has; it started at the channel's seq when sending began), the seqs it skipped an
 frames came twice. Events reach a connection in seq order (the protocol's promise), so
 
     lost       = acked seqs after the head + acked seqs among the skipped
+
+The two parts of ``lost`` are also reported apart: a skipped seq is *missing* (a later one
+arrived, so the stream went past it), one after the head had *not arrived* when the run
+stopped waiting (``drain_timeout``), which on an overloaded server is a delivery still
+queued as much as one dropped. Both count as lost.
     duplicated = frames whose seq the connection already had
     delivered  = expected - lost
 
@@ -40,6 +45,8 @@ ConnState = tuple[list[int], list[int], dict[int, list[int]], int]
 class Deliveries:
     expected: int = 0
     lost: int = 0
+    missing: int = 0  # skipped: a later seq arrived instead
+    not_arrived: int = 0  # after the connection's head when the run stopped waiting
     duplicated: int = 0
     acked_seq_collisions: int = 0  # two messages acked with one (channel, seq): a server bug
     acked_before_run: int = 0  # an ack at or below the channel's seq when sending began
@@ -77,6 +84,8 @@ def check_deliveries(
             after = seqs[bisect_right(seqs, heads[slot]) :]
             holes = [s for s in skipped.get(slot, ()) if s in as_sets[chan]]
             out.lost += len(after) + len(holes)
+            out.missing += len(holes)
+            out.not_arrived += len(after)
             for seq in (holes + after)[: MAX_EXAMPLES - len(out.lost_examples)]:
                 out.lost_examples.append({"connection": number, "channel": chan, "seq": seq})
     return out
@@ -188,6 +197,8 @@ def build(
             "expected": deliveries.expected,
             "delivered": deliveries.delivered,
             "lost": deliveries.lost,
+            "lost_missing": deliveries.missing,
+            "lost_not_arrived": deliveries.not_arrived,
             "duplicated": deliveries.duplicated,
             "reordered": _sum(results, "reorders"),
             "resets": _sum(results, "resets"),
@@ -306,12 +317,12 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
         ),
         (
             "Deliveries",
-            ["expected", "delivered", "lost", "duplicated", "resets"],
+            ["expected", "delivered", "lost (missing / not arrived)", "duplicated", "resets"],
             [
                 [
                     _fmt(d["expected"]),
                     _fmt(d["delivered"]),
-                    _fmt(d["lost"]),
+                    _lost(d),
                     _fmt(d["duplicated"]),
                     _fmt(d["resets"]),
                 ]
@@ -443,3 +454,12 @@ def write(report: dict[str, Any], json_path: str | None, md_path: str | None) ->
         Path(json_path).write_text(json.dumps(report, indent=2, default=str) + "\n")
     if md_path:
         Path(md_path).write_text(render_markdown(report))
+
+
+def _lost(d: dict[str, Any]) -> str:
+    if not d["lost"]:
+        return "0"
+    # Reports written before the split have only the total.
+    if "lost_missing" not in d:
+        return _fmt(d["lost"])
+    return f"{_fmt(d['lost'])} ({_fmt(d['lost_missing'])} / {_fmt(d['lost_not_arrived'])})"
