@@ -279,7 +279,10 @@ async def test_a_role_granted_from_the_cli_reaches_every_nodes_cached_profile(
             assert me.json()["role"] == "admin"
         else:
             # The embedded server's cache is in its own process: the command says so.
-            assert "may show the old role in /users/me for up to 3600 s" in granted.stderr
+            assert granted.stderr == (
+                "note: running servers may show the old role in /users/me for up to 3600 s:"
+                " no Redis is configured, and the server's cache is in its own process\n"
+            )
 
 
 async def test_the_counters_are_on_the_metrics_endpoint(client: httpx.AsyncClient) -> None:

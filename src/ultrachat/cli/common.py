@@ -7,6 +7,7 @@ line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, TypeVar
 
@@ -40,15 +41,15 @@ def run(factory: Callable[[Settings], Coroutine[object, object, T]]) -> T:
         raise click.ClickException(f"{type(exc).__name__}: {message}") from None
 
 
-async def forget_cached(settings: Settings, keys: list[tuple[str, str]]) -> bool:
+async def forget_cached(settings: Settings, keys: list[tuple[str, str]]) -> str | None:
     """Have every running node drop ``keys`` (resource, key) from its read cache, L2 and
     every L1, for a change a command made behind the server's back. The invalidation is the
     one a write in a server makes (it waits for the nodes' acknowledgements, up to the
     usual timeout). Possible only over Redis: the embedded server's cache lives in its own
-    process, where only the TTL reaches it. False when it could not be done; the change
-    itself is committed already, so that is a warning, not a failure."""
+    process, where only the TTL reaches it. None when done, else why not; the change itself
+    is committed already, so that is a warning for the operator, not a failure."""
     if not settings.redis_url:
-        return False
+        return "no Redis is configured, and the server's cache is in its own process"
     from redis.asyncio import Redis
 
     from ultrachat.bus.redis import RedisBus
@@ -56,25 +57,33 @@ async def forget_cached(settings: Settings, keys: list[tuple[str, str]]) -> bool
     from ultrachat.cache.tiered import TieredCache
 
     client = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    bus = RedisBus(client, settings.redis_key_prefix)
+    logging.disable(logging.WARNING)  # the bus and cache log for a server; one line is ours
     try:
-        await bus.start()
-        cache = TieredCache(
-            settings.cache_config,
-            bus,
-            RedisTier(client, settings.redis_key_prefix, settings.cache_config),
-            invalidation_timeout=settings.cache_invalidation_timeout_seconds,
-        )
-        await cache.start()
         try:
-            await cache.invalidate(keys)
+            await client.ping()
+        except Exception as exc:
+            return f"Redis is unreachable ({type(exc).__name__})"
+        bus = RedisBus(client, settings.redis_key_prefix)
+        await bus.start()
+        try:
+            cache = TieredCache(
+                settings.cache_config,
+                bus,
+                RedisTier(client, settings.redis_key_prefix, settings.cache_config),
+                invalidation_timeout=settings.cache_invalidation_timeout_seconds,
+            )
+            await cache.start()
+            try:
+                await cache.invalidate(keys)
+            finally:
+                await cache.stop()
+            return None if bus.healthy else "the bus failed while telling the nodes"
         finally:
-            await cache.stop()
-        return bus.healthy
-    except Exception:
-        return False
+            await bus.close()
+    except Exception as exc:
+        return f"telling the nodes failed ({type(exc).__name__})"
     finally:
-        await bus.close()
+        logging.disable(logging.NOTSET)
         await client.aclose()
 
 

@@ -66,7 +66,7 @@ def users_create_admin(username: str, password_stdin: bool) -> None:
 def users_grant_admin(username: str) -> None:
     """Give an existing account the admin role."""
 
-    async def run(settings: Settings) -> tuple[str, str, bool]:
+    async def run(settings: Settings) -> tuple[str, str, str | None]:
         from ultrachat.auth.service import grant_role
         from ultrachat.cache.config import USER_PROFILES
         from ultrachat.errors import UltraChatError
@@ -76,7 +76,7 @@ def users_grant_admin(username: str) -> None:
         try:
             user, previous = await grant_role(db, username, "admin")
             if previous == "admin":
-                return user.id, previous, True
+                return user.id, previous, None
             await audited(
                 db, "admin.role_granted", "user", user.id, role="admin", previous=previous
             )
@@ -87,15 +87,15 @@ def users_grant_admin(username: str) -> None:
         # The profile (GET /users/me shows the role) is cached on the running nodes.
         return user.id, previous, await forget_cached(settings, [(USER_PROFILES, user.id)])
 
-    user_id, previous, forgotten = run_async(run)
+    user_id, previous, not_forgotten = run_async(run)
     if previous == "admin":
         click.echo(f"{username} ({user_id}) is already an admin")
         return
     click.echo(f"{username} ({user_id}) is now an admin (was {previous})")
-    if not forgotten:
+    if not_forgotten:
         ttl = settings_or_exit().cache_config.resource("user-profiles").ttl
         click.echo(
             f"note: running servers may show the old role in /users/me for up to {ttl:.0f} s:"
-            " their cached profiles could not be reached from here (that takes Redis)",
+            f" {not_forgotten}",
             err=True,
         )
