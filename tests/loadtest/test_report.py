@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+import time
 from typing import Any
 
 import orjson
@@ -155,3 +157,24 @@ def test_kpis_not_exercised_say_so() -> None:
     assert status["Error rate"] == "pass"
     assert status["Real-time connections"] == "fail"  # 10 of 50,000
     assert status["Lost deliveries"] == "not measured"
+
+
+async def test_the_drain_waits_while_a_backlog_still_arrives() -> None:
+    # An overloaded server delivers late, not never: stopping at a fixed timeout would
+    # call its queue "lost". Here frames keep arriving for 1 s, past the 0.3 s drain_timeout.
+    worker = Worker(dataclasses.replace(plan(), drain_timeout=0.3), None, None)
+    started = time.monotonic()
+    arrivals = 0
+
+    def progress() -> int:
+        nonlocal arrivals
+        if time.monotonic() - started < 1.0:
+            arrivals += 1
+        return arrivals
+
+    await worker.wait(lambda: False, progress)
+    assert time.monotonic() - started >= 1.0  # a fixed timeout would have stopped at 0.3 s
+    # Done is done at once, however long the timeout.
+    started = time.monotonic()
+    await worker.wait(lambda: True, progress)
+    assert time.monotonic() - started < 0.3

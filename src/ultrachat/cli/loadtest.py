@@ -30,7 +30,12 @@ OPTIONS: list[tuple[str, str, str]] = [
     ("--body-bytes", "N", "Message body size."),
     ("--connect-concurrency", "N", "Handshakes in flight per process."),
     ("--connect-timeout", "SECONDS", "Seconds for a connection to reach 'ready'."),
-    ("--drain-timeout", "SECONDS", "Seconds to wait for the last acks and deliveries."),
+    (
+        "--drain-timeout",
+        "SECONDS",
+        "After sending, stop waiting for the last acks and deliveries once none has arrived"
+        " for this long (15; a backlog still arriving is waited for, up to 10 minutes).",
+    ),
     ("--setup-concurrency", "N", "REST calls in flight while creating users and channels."),
     ("--seed", "N", "Random seed (channel membership, who sends where)."),
     ("--fault-restart-after", "SECONDS", "Seconds between killing a node and starting it again."),

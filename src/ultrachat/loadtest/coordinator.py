@@ -10,7 +10,9 @@ Phases (each worker is told when to move on over its own queue; all report on on
    ``duration`` seconds, reporting once a second; faults fire at ``t0 + at``;
 4. drain: workers wait for their acks and report each channel's highest acked seq; the
    coordinator hands everyone the merged targets, and workers wait until each connection
-   has reached them (or ``drain_timeout``) before closing and sending their results.
+   has reached them (or, while their acks and frames keep arriving, up to
+   ``MAX_DRAIN_SECONDS``; once nothing arrives for ``drain_timeout``, they stop waiting)
+   before closing and sending their results.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ultrachat.loadtest.display import Display
 from ultrachat.loadtest.metrics import MetricsWatch
 from ultrachat.loadtest.nodes import LocalNodes
 from ultrachat.loadtest.scenario import Scenario
-from ultrachat.loadtest.worker import ConnPlan, WorkerPlan
+from ultrachat.loadtest.worker import MAX_DRAIN_SECONDS, ConnPlan, WorkerPlan
 from ultrachat.loadtest.worker import main as worker_main
 
 SCRAPE_EVERY = 2.0
@@ -256,7 +258,7 @@ class Coordinator:
             self.display.sending(t0, s.duration)
             faults = [asyncio.create_task(self.fault(t0, f.node, f.at)) for f in s.faults]
             try:
-                sent = await self.collect("sent", s.duration + s.drain_timeout + 60.0)
+                sent = await self.collect("sent", s.duration + MAX_DRAIN_SECONDS + 60.0)
                 send_end = time.time()
                 # The sending phase's last sample: before the drain and the goodbyes.
                 scraper.cancel()
@@ -268,7 +270,7 @@ class Coordinator:
                         targets[chan] = max(targets.get(chan, 0), seq)
                 self.display.set_phase("draining")
                 self.tell("drain", targets)
-                self.results.update(await self.collect("result", s.drain_timeout + 60.0))
+                self.results.update(await self.collect("result", MAX_DRAIN_SECONDS + 60.0))
             finally:
                 scraper.cancel()
                 for task in faults:

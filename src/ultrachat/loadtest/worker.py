@@ -36,6 +36,8 @@ from ultrachat.loadtest.scenario import Shape
 
 TICK = 0.005  # the sender's and REST loop's step
 MAX_REST_INFLIGHT = 64
+# The longest a drain waits for a backlog that is still arriving (``Worker.wait``).
+MAX_DRAIN_SECONDS = 600.0
 
 
 @dataclass
@@ -359,25 +361,38 @@ class Worker:
             cpu = time.process_time()
             await asyncio.gather(self.send_loop(t0), self.rest_loop(t0, http))
             self.cpu_seconds = time.process_time() - cpu  # this process, sending phase
-            await self.wait(lambda: not any(c.pending for c in self.conns), self.plan.drain_timeout)
+            await self.wait(lambda: not any(c.pending for c in self.conns), self._progress)
             self.out.put(("sent", self.plan.index, {c: max(s) for c, s in self.acks.items() if s}))
             command = await self.command()
             if command[0] == "drain":
                 targets = command[1]
                 await self.wait(
                     lambda: not any(c.behind(targets) for c in self.conns if c.established),
-                    self.plan.drain_timeout,
+                    self._progress,
                 )
         finally:
             for client in http:
                 await client.aclose()
         await self.finish(*background)
 
-    async def wait(self, done: Any, seconds: float) -> None:
-        """Until ``done()`` (polled: it looks at every connection) or ``seconds`` pass."""
-        deadline = time.monotonic() + seconds
-        while not done() and time.monotonic() < deadline:  # noqa: ASYNC110
+    def _progress(self) -> tuple[int, int]:
+        """What arriving acks, errors and frames move: the drain waits while it moves."""
+        return self.stats.acked + sum(self.stats.send_errors.values()), self.stats.delivered
+
+    async def wait(self, done: Any, progress: Any) -> None:
+        """Until ``done()`` (polled: it looks at every connection), or ``drain_timeout``
+        seconds in which ``progress()`` did not change: an overloaded server that is still
+        delivering its backlog is waited for (up to ``MAX_DRAIN_SECONDS``), so what is
+        reported lost is what stopped coming, not what was still queued."""
+        started = last_change = time.monotonic()
+        seen = progress()
+        while not done():
             await asyncio.sleep(0.1)
+            now = time.monotonic()
+            if (current := progress()) != seen:
+                seen, last_change = current, now
+            if now - last_change >= self.plan.drain_timeout or now - started >= MAX_DRAIN_SECONDS:
+                return
 
     async def finish(self, *background: asyncio.Task[None]) -> None:
         self.stopping = True
