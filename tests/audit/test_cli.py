@@ -106,3 +106,30 @@ async def test_users_and_audit_commands(tmp_path: Path, fresh_url: str) -> None:
     assert broken.returncode == 1
     assert f"seq 2 (id {lines[1]['id']})" in broken.stderr
     assert "edited" in broken.stderr
+
+
+async def test_grant_admin_says_why_running_nodes_keep_the_old_profile(
+    tmp_path: Path, fresh_url: str
+) -> None:
+    # The role is granted (committed, audited); only the nodes' cached profile could not
+    # be reached, which is a one-line note, not a failure, and no reconnect loop.
+    await _execute(
+        fresh_url,
+        "INSERT INTO users (id, username, username_key, password_hash, role, created_at, "
+        "password_changed_at) VALUES ('01900000-0000-7000-8000-000000000002', 'someone', "
+        "'someone', 'x', 'member', '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00')",
+    )
+    granted = ultrachat(
+        tmp_path,
+        "users",
+        "grant-admin",
+        "someone",
+        database_url=fresh_url,
+        redis_url="redis://127.0.0.1:1/0",  # nothing listens there
+    )
+    assert granted.returncode == 0, granted.stderr
+    assert "someone (01900000-0000-7000-8000-000000000002) is now an admin" in granted.stdout
+    assert granted.stderr == (
+        "note: running servers may show the old role in /users/me for up to 3600 s:"
+        " Redis is unreachable (ConnectionError)\n"
+    )
