@@ -20,13 +20,16 @@ PLANS = f"{ADMIN}/plans"
 SUBSCRIPTIONS = f"{ADMIN}/subscriptions"
 BUSINESS = f"{ADMIN}/business"
 
+# A fixed id, not new_id(): the ids are part of the test names, which must be the same in
+# every process that collects them (pytest-xdist's workers compare their collections).
+NO_SUCH_ID = "01900000-0000-7000-8000-0000000000ff"
 ROUTES = [
     ("POST", PLANS, {"name": "x", "monthly_price_cents": 100}),
     ("GET", PLANS, None),
-    ("POST", f"{PLANS}/{new_id()}/archive", None),
-    ("POST", SUBSCRIPTIONS, {"plan_id": new_id(), "customer": "acme"}),
+    ("POST", f"{PLANS}/{NO_SUCH_ID}/archive", None),
+    ("POST", SUBSCRIPTIONS, {"plan_id": NO_SUCH_ID, "customer": "acme"}),
     ("GET", SUBSCRIPTIONS, None),
-    ("POST", f"{SUBSCRIPTIONS}/{new_id()}/cancel", None),
+    ("POST", f"{SUBSCRIPTIONS}/{NO_SUCH_ID}/cancel", None),
     ("GET", BUSINESS, None),
 ]
 
