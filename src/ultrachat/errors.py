@@ -50,3 +50,14 @@ class RateLimited(UltraChatError):
 class ServiceUnavailable(UltraChatError):
     status_code = 503
     code = "unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """This node refuses new work for a moment so that what it accepted stays on time
+    (chat/admission.py). Nothing was written: retry after ``Retry-After``, same request."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after

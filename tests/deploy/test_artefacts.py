@@ -228,6 +228,7 @@ def test_the_alerts_cover_the_plan_and_operations() -> None:
         "ultrachat_bus_up",
         "ultrachat_db_replica_lag_seconds",
         "ultrachat_ws_connections",
+        "ultrachat_send_refusal_ratio",
     ):
         assert series in watched, series
 

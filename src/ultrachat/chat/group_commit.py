@@ -33,13 +33,21 @@ from ultrachat.chat.events import event_frame
 from ultrachat.chat.ledger import ChannelLedger, Committed
 from ultrachat.chat.models import ChannelEvent, Mention, Message, MessageClientId
 from ultrachat.chat.presenter import message_dict
-from ultrachat.errors import Forbidden, NotFound, ServiceUnavailable, UltraChatError
-from ultrachat.metrics.chat import EVENTS_COMMITTED, GROUP_COMMIT_BATCH, GROUP_COMMIT_FAILED
+from ultrachat.errors import Forbidden, NotFound, Overloaded, ServiceUnavailable, UltraChatError
+from ultrachat.metrics.chat import (
+    EVENTS_COMMITTED,
+    GROUP_COMMIT_BATCH,
+    GROUP_COMMIT_FAILED,
+    SENDS_SHED,
+)
 from ultrachat.storage import Database, new_id
 from ultrachat.storage.ids import id_timestamp
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512
+# Sends waiting for a batch beyond this are refused at once (``overloaded``): at least 8
+# batches queued means acks are already seconds late, and each one more only adds to that.
+MAX_QUEUED = 8 * MAX_BATCH
 
 
 @dataclass(slots=True)
@@ -69,9 +77,16 @@ class GroupCommitter:
     and they lock channels in the same order, so they cannot deadlock.
     """
 
-    def __init__(self, db: Database, ledger: ChannelLedger, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ledger: ChannelLedger,
+        concurrency: int = 1,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
         self._db = db
         self._ledger = ledger
+        self._max_queued = max_queued
         self._queue: list[PendingSend] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -98,6 +113,11 @@ class GroupCommitter:
         thread_id: str | None,
         mentioned: list[str],
     ) -> SendOutcome:
+        if len(self._queue) >= self._max_queued:
+            SENDS_SHED.labels("queue").inc()
+            raise Overloaded(
+                "too many messages are waiting to be stored; retry with the same client_msg_id"
+            )
         future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
         self._queue.append(
             PendingSend(actor, channel_id, body, client_msg_id, thread_id, mentioned, future)

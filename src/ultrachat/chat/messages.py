@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ultrachat.auth.directory import UserDirectory
 from ultrachat.chat import permissions, repository
 from ultrachat.chat.access import ChannelAccess
+from ultrachat.chat.admission import SendAdmission
 from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.chat.ledger import Change, ChannelLedger, NoChange
 from ultrachat.chat.models import Message
@@ -39,10 +40,12 @@ class MessageService:
         ledger: ChannelLedger,
         committer: GroupCommitter,
         users: UserDirectory,
+        admission: SendAdmission,
     ) -> None:
         self._db = db
         self._ledger = ledger
         self._committer = committer
+        self._admission = admission
         self._users = users
         self._access = ChannelAccess(db, ledger.cache)
         self._sealer = ledger.sealer
@@ -56,6 +59,7 @@ class MessageService:
         thread_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Post a message; a repeated ``client_msg_id`` returns the original. (message, created)."""
+        self._admission.admit()  # first: a refused send costs this node next to nothing
         ensure_storable("body", body)
         ensure_storable("client_msg_id", client_msg_id)
         names = parse_mentions(body)

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ws_max_behind: int = Field(1000, ge=1)
     ws_max_message_bytes: int = Field(65_536, ge=1024)
     presence_ttl_seconds: float = Field(60.0, ge=3)
+    # Send admission (chat/admission.py): once this node's delivery lag has stayed over
+    # this for a second, it refuses a growing share of new sends ("overloaded"); 0: never.
+    send_shed_lag_seconds: float = Field(1.0, ge=0)
 
     # The two-tier cache (the plan's CacheConfig; docs/cache.md)
     cache_enabled: bool = True

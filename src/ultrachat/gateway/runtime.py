@@ -28,6 +28,7 @@ from ultrachat.bus.memory import MemoryBus
 from ultrachat.cache import Cache
 from ultrachat.cache.memory import MemoryCache
 from ultrachat.cache.tiered import TieredCache
+from ultrachat.chat.admission import SendAdmission
 from ultrachat.chat.caching import ChatCache
 from ultrachat.chat.channels import ChannelService
 from ultrachat.chat.events import SESSIONS_REVOKED_TOPIC
@@ -41,6 +42,7 @@ from ultrachat.crypto.rewrap import RewrapJob
 from ultrachat.crypto.setup import data_key_ring
 from ultrachat.gateway.context import user_id_var
 from ultrachat.metrics.storage import POOLS
+from ultrachat.monitoring.collector import node_name
 from ultrachat.monitoring.setup import monitoring_for
 from ultrachat.preferences.service import PreferencesService
 from ultrachat.ratelimit import RateLimiter
@@ -187,7 +189,10 @@ class Runtime:
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users, self.audit)
         # SQLite has one writer: a second transaction in flight would only wait for the lock.
         self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
-        self.messages = MessageService(self.db, self.ledger, self.committer, self.users)
+        self.admission = SendAdmission(self.bus, node_name(), target=settings.send_shed_lag_seconds)
+        self.messages = MessageService(
+            self.db, self.ledger, self.committer, self.users, self.admission
+        )
         self.preferences = PreferencesService(self.db, self.cache)
         self.billing = BillingService(self.db, self.audit)
         self.hub = Hub(
@@ -253,6 +258,7 @@ class Runtime:
         await self.hub.start()
         await self.presence.start()
         await self.committer.start()
+        await self.admission.start()
         self._tasks.append(asyncio.create_task(self._reload_keys_forever()))
         self._tasks.append(asyncio.create_task(self._maintain_data_keys_forever()))
         await self.maintenance.start()
@@ -271,6 +277,7 @@ class Runtime:
         POOLS.untrack(*self.pools)
         await self.maintenance.stop()
         await self.hub.stop(CLOSE_SERVICE_RESTART, "server restarting; reconnect and resume")
+        await self.admission.stop()
         await self.committer.stop()
         await self.presence.stop()
         await self.cache.stop()

@@ -29,3 +29,19 @@ GROUP_COMMIT_BATCH = Histogram(
 GROUP_COMMIT_FAILED = Counter(
     "ultrachat_group_commit_failed_batches_total", "Group-commit transactions that failed."
 )
+DELIVERY_LAG = Histogram(
+    "ultrachat_delivery_lag_seconds",
+    "This node's delivery lag, measured by send admission 4 times a second (a probe through"
+    " the bus, and how late the event loop ran).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SEND_REFUSAL_RATIO = Gauge(
+    "ultrachat_send_refusal_ratio",
+    "Share of new sends this node refuses right now to keep its deliveries on time.",
+)
+SENDS_SHED = Counter(
+    "ultrachat_sends_shed_total",
+    "Sends refused with 'overloaded' before anything was written, by why: delivery lag, or"
+    " the group committer's queue full.",
+    ["reason"],
+)

@@ -35,6 +35,7 @@ class BusLag:
     mean_seconds: float | None
     received: int
     lost: int
+    max_seconds: float | None = None
 
 
 class BusProbe:
@@ -45,24 +46,31 @@ class BusProbe:
         *,
         interval: float = PROBE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        purpose: str = "monitoring",
+        lost_after: float | None = None,
     ) -> None:
         self._bus = bus
-        self.topic = f"monitoring.probe:{node}"
+        self.topic = f"{purpose}.probe:{node}"
         self.interval = interval
+        # A probe still out after this long is not coming back (counted lost, then ignored).
+        self._lost_after = 2 * interval if lost_after is None else lost_after
         self._clock = clock
         self._lags: list[float] = []
         self._outstanding: dict[float, None] = {}  # send times not yet received, in order
         self._lost = 0
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, probing: bool = True) -> None:
+        """Subscribe, and (``probing``) send a probe every interval; without, the owner
+        calls ``send`` on its own schedule."""
         try:
             await self._bus.subscribe(self.topic, self._received)
         except Exception:
             # Monitoring never keeps a node from starting: the bus resubscribes when it
             # recovers, and until then the probes count as lost.
             log.warning("bus probe subscription failed; retried when the bus recovers")
-        self._task = asyncio.create_task(self._probe_forever(), name="bus-probe")
+        if probing:
+            self._task = asyncio.create_task(self._probe_forever(), name="bus-probe")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -72,8 +80,7 @@ class BusProbe:
 
     async def send(self) -> None:
         sent = self._clock()
-        # A probe still out after twice the interval is not coming back.
-        for old in [t for t in self._outstanding if sent - t > 2 * self.interval]:
+        for old in [t for t in self._outstanding if sent - t > self._lost_after]:
             del self._outstanding[old]
             self._lost += 1
         self._outstanding[sent] = None
@@ -98,7 +105,20 @@ class BusProbe:
             mean_seconds=sum(lags) / len(lags) if lags else None,
             received=len(lags),
             lost=lost,
+            max_seconds=max(lags) if lags else None,
         )
+
+    def forget_outstanding(self) -> None:
+        """Give up the probes still out without counting them lost: after a bus outage
+        they never come back (pub/sub is at most once), and that says nothing of the lag."""
+        self._outstanding.clear()
+
+    def oldest_outstanding(self) -> float | None:
+        """How long the oldest probe still out has been travelling: a lower bound on the
+        lag that a probe coming back late would only report later."""
+        for sent in self._outstanding:  # in send order: the first is the oldest
+            return self._clock() - sent
+        return None
 
     async def _probe_forever(self) -> None:
         while True:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ultrachat.chat.schemas import MAX_SEQ
-from ultrachat.errors import UltraChatError
+from ultrachat.errors import Overloaded, UltraChatError
 from ultrachat.realtime.connection import Connection
 from ultrachat.realtime.presence import STATUSES
 
@@ -166,6 +166,16 @@ async def send(runtime: Any, connection: Connection, frame_: dict[str, Any]) -> 
         message, _ = await runtime.messages.send(
             connection.user_id, channel_id, body, client_msg_id, thread_id
         )
+    except Overloaded as exc:  # nothing written: the client resends later, same client_msg_id
+        connection.push(
+            error(
+                exc.code,
+                exc.message,
+                client_msg_id=client_msg_id,
+                retry_after_ms=exc.retry_after * 1000,
+            )
+        )
+        return
     except UltraChatError as exc:
         connection.push(error(exc.code, exc.message, client_msg_id=client_msg_id))
         return
