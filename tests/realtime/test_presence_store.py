@@ -8,6 +8,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import pytest
 from redis.asyncio import Redis
 
 from tests.support.backends import Backend
@@ -51,6 +52,34 @@ async def test_refresh_sets_every_connection_across_batches(backend: Backend) ->
     assert seen["u3"] == "away" and seen[users[last]] == ("away" if last % 2 else "online")
     assert seen["nobody"] == "offline"
     assert sum(s != "offline" for s in seen.values()) == len(users)
+
+
+async def test_remove_many_drops_exactly_those_connections_across_batches(
+    backend: Backend,
+) -> None:
+    users = [f"u{i}" for i in range(REFRESH_BATCH + 7)]
+    async with store_for(backend) as store:
+        await store.refresh([(u, f"phone-{u}", "online") for u in users], ttl=30)
+        await store.refresh([(u, f"laptop-{u}", "away") for u in users[:3]], ttl=30)
+        await store.remove_many([(u, f"phone-{u}") for u in users])
+        seen = await store.of(users)
+    assert {u: s for u, s in seen.items() if s != "offline"} == {u: "away" for u in users[:3]}
+
+
+async def test_a_users_entries_expire_with_their_key_in_redis(backend: Backend) -> None:
+    if not backend.redis_url:
+        pytest.skip("the in-process store has no keys: each entry carries its own expiry")
+    client = Redis.from_url(backend.redis_url)
+    prefix = f"{backend.redis_prefix}{secrets.token_hex(4)}:"
+    store = RedisPresence(client, prefix)
+    try:
+        await store.set("u1", "c1", "online", ttl=30)
+        # A node that dies stops refreshing: its users' hashes go with their TTL.
+        assert 29 <= await client.ttl(prefix + "presence:u1") <= 31
+        assert (await client.hget(prefix + "presence:u1", "c1") or b"").startswith(b"online|")
+    finally:
+        await client.delete(prefix + "presence:u1")
+        await client.aclose()
 
 
 class CountingStore(MemoryPresence):
