@@ -134,6 +134,26 @@ def _lags_over_quarter_second() -> float:
     )
 
 
+async def test_the_commit_backlog_adds_to_the_bus_lag() -> None:
+    bus, clock = HeldBus(), FakeClock()
+    backlog = [3.0]
+    admission = SendAdmission(
+        bus, "n", target=1.0, sustain=1.0, interval=1.0, clock=clock, backlog=lambda: backlog[0]
+    )
+    await admission.start()
+    try:
+        await admission.tick()  # the bus is on time; the oldest unacked send waited 3 s
+        assert admission.lag == 3.0 and admission.refusal_ratio == STEP_UP
+        bus.holding = True
+        await admission.tick()
+        clock.now += 0.5
+        backlog[0] = 0.25
+        await admission.tick()  # a message sent now: 0.25 s to its commit, 0.5 s on the bus
+        assert admission.lag == 0.75
+    finally:
+        await admission.stop()
+
+
 async def test_a_blocked_event_loop_counts_as_lag() -> None:
     admission = SendAdmission(MemoryBus(), "n", target=0.2, sustain=0.05, interval=0.05)
     before = _lags_over_quarter_second()
@@ -237,8 +257,11 @@ async def test_a_full_commit_queue_refuses_at_once_and_keeps_what_it_took(
     with pytest.raises(Overloaded):
         await submit(3)
     assert _shed("queue") == before + 1
+    await asyncio.sleep(0.2)
+    assert committer.oldest_wait() >= 0.2  # what send admission adds to the bus lag
     await committer.start()
     await committer.stop()  # commits everything it took
+    assert committer.oldest_wait() == 0.0
     outcomes = await asyncio.gather(*queued)
     assert [o.data["body"] for o in outcomes if o.data] == ["m0", "m1", "m2"]
     assert (await kinds(app, channel_id)).count("message.created") == 3

@@ -3,15 +3,22 @@ ones it accepts are still delivered within about a second instead of a minute la
 
 Accepting a send is cheap; delivering it costs every node one socket write per recipient.
 A node that keeps accepting sends faster than it can deliver them only lengthens a queue it
-cannot see (frames waiting in Redis's buffer for this node's subscriber and in the event
-loop): at five times the rate this machine could deliver, acks and deliveries ran 90 s late
+does not otherwise watch (sends waiting for their commit, frames in Redis's buffer for this
+node's subscriber, work in the event loop): at five times the rate this machine could deliver, acks and deliveries ran 90 s late
 and kept growing (docs/benchmarks.md). Shedding at the door costs a refusal (no write, no
 fan-out), which is what lets the rest stay on time.
 
-The signal is the node's delivery lag: every ``interval`` a probe goes through the bus to the
-node's own topic, the path every message's frames take, queued behind them. The lag is the
-slowest probe that came back since the last tick, the age of the oldest still out, or how
-late the tick itself woke (a blocked event loop), whichever is largest.
+The signal is the node's lag: how late a message sent now would reach its readers. It has
+two parts, added up:
+
+- the commit backlog (``backlog``, the group committer's ``oldest_wait``): how long the
+  oldest send not yet acked has waited. A message is published only once committed, so
+  this is delay every recipient sees; under overload it was most of it (acks 15 s late
+  while the bus was under a second);
+- the bus lag: every ``interval`` a probe goes through the bus to the node's own topic, the
+  path every message's frames take, queued behind them. That part is the slowest probe that
+  came back since the last tick, the age of the oldest still out, or how late the tick
+  itself woke (a blocked event loop), whichever is largest.
 
 The control is additive increase, additive decrease on the fraction of sends refused: while
 the lag has stayed over ``target`` for ``sustain`` seconds it rises by ``STEP_UP`` a tick,
@@ -56,10 +63,12 @@ class SendAdmission:
         target: float,
         sustain: float = 1.0,
         interval: float = TICK_SECONDS,
+        backlog: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], float] = time.monotonic,
         chance: Callable[[], float] = random.random,
     ) -> None:
         self.target = target
+        self._backlog = backlog
         self._ticks_to_shed = max(1, round(sustain / interval))
         self._interval = interval
         self._clock = clock
@@ -105,7 +114,7 @@ class SendAdmission:
             )
 
     def observe(self, lag: float) -> None:
-        """One tick of the control: ``lag`` is the worst delivery lag seen since the last."""
+        """One tick of the control: ``lag`` is the worst lag seen since the last."""
         self.lag = lag
         self._over = self._over + 1 if lag > self.target else 0
         was = self.refusal_ratio
@@ -133,7 +142,7 @@ class SendAdmission:
         # While the bus is down nothing is delivered late, only after it recovers (by
         # replay), so an outage is not overload: its probes are not counted.
         still_out = self._probe.oldest_outstanding() if self._bus.healthy else None
-        self.observe(max(came_back, still_out or 0.0, late))
+        self.observe(self._backlog() + max(came_back, still_out or 0.0, late))
         if not self._bus.healthy:
             self._probe.forget_outstanding()
             return

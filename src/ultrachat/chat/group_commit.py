@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class PendingSend:
     thread_id: str | None
     mentioned: list[str]
     future: asyncio.Future[SendOutcome] = field(repr=False)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,8 @@ class GroupCommitter:
         self._queue: list[PendingSend] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
-        self._inflight: set[asyncio.Task[None]] = set()
+        # Each batch being committed, with when its oldest send was queued.
+        self._inflight: dict[asyncio.Task[None], float] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -125,6 +128,14 @@ class GroupCommitter:
         self._wake.set()
         return await future
 
+    def oldest_wait(self) -> float:
+        """How long the oldest send not yet answered has waited (0 with none): the part of
+        a new message's delay spent before its commit, which send admission watches."""
+        since = list(self._inflight.values())
+        if self._queue:
+            since.append(self._queue[0].queued_at)
+        return time.monotonic() - min(since) if since else 0.0
+
     def _take(self) -> list[PendingSend]:
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
         return batch
@@ -136,13 +147,14 @@ class GroupCommitter:
                 await self._wake.wait()
                 continue
             await self._slots.acquire()
-            task = asyncio.create_task(self._commit(self._take()))
-            self._inflight.add(task)
+            batch = self._take()
+            task = asyncio.create_task(self._commit(batch))
+            self._inflight[task] = batch[0].queued_at
             task.add_done_callback(self._finished)
         await asyncio.gather(*self._inflight, return_exceptions=True)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         self._slots.release()
 
     async def _commit(self, batch: list[PendingSend]) -> None:

@@ -189,7 +189,12 @@ class Runtime:
         self.channels = ChannelService(self.db, self.ledger, self.bus, self.users, self.audit)
         # SQLite has one writer: a second transaction in flight would only wait for the lock.
         self.committer = GroupCommitter(self.db, self.ledger, 2 if settings.is_postgres else 1)
-        self.admission = SendAdmission(self.bus, node_name(), target=settings.send_shed_lag_seconds)
+        self.admission = SendAdmission(
+            self.bus,
+            node_name(),
+            target=settings.send_shed_lag_seconds,
+            backlog=self.committer.oldest_wait,
+        )
         self.messages = MessageService(
             self.db, self.ledger, self.committer, self.users, self.admission
         )

@@ -31,8 +31,8 @@ GROUP_COMMIT_FAILED = Counter(
 )
 DELIVERY_LAG = Histogram(
     "ultrachat_delivery_lag_seconds",
-    "This node's delivery lag, measured by send admission 4 times a second (a probe through"
-    " the bus, and how late the event loop ran).",
+    "How late a message sent now would reach its readers on this node, measured by send"
+    " admission 4 times a second: the commit backlog plus the bus lag (a probe).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 SEND_REFUSAL_RATIO = Gauge(
