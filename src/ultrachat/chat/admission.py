@@ -4,9 +4,9 @@ ones it accepts are still delivered within about a second instead of a minute la
 Accepting a send is cheap; delivering it costs every node one socket write per recipient.
 A node that keeps accepting sends faster than it can deliver them only lengthens a queue it
 does not otherwise watch (sends waiting for their commit, frames in Redis's buffer for this
-node's subscriber, work in the event loop): at five times the rate this machine could deliver, acks and deliveries ran 90 s late
-and kept growing (docs/benchmarks.md). Shedding at the door costs a refusal (no write, no
-fan-out), which is what lets the rest stay on time.
+node's subscriber, work in the event loop): at five times the rate this machine could
+deliver, acks and deliveries ran 90 s late and kept growing (docs/benchmarks.md). Shedding
+at the door costs a refusal (no write, no fan-out), which is what lets the rest stay on time.
 
 The signal is the node's lag: how late a message sent now would reach its readers. It has
 two parts, added up:
@@ -23,8 +23,8 @@ two parts, added up:
 The control is additive increase, additive decrease on the fraction of sends refused: while
 the lag has stayed over ``target`` for ``sustain`` seconds it rises by ``STEP_UP`` a tick,
 and while the lag is under the target it falls by ``STEP_DOWN`` a tick. It settles near the
-fraction the node cannot deliver (at five times its capacity, 80%) without flapping between all and
-nothing, and a lone stall (a collection, a slow query) refuses nothing.
+fraction the node cannot deliver (at five times its capacity, 80%) without flapping between
+all and nothing, and a lone stall (a collection, a slow query) refuses nothing.
 
 Refused sends get ``overloaded`` (503 with Retry-After over REST, an error frame with
 ``retry_after_ms`` over WebSocket); nothing was written, so the client retries with the same
