@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.chat.factories import accounts, create, kinds
+from ultrachat.bus.base import ReconnectListener
 from ultrachat.bus.memory import MemoryBus
 from ultrachat.chat.admission import STEP_DOWN, STEP_UP, SendAdmission
 from ultrachat.chat.group_commit import GroupCommitter
@@ -45,6 +46,16 @@ class HeldBus(MemoryBus):
         self.holding = False
         self.down = False
         self._held: list[tuple[str, bytes]] = []
+        self._listeners: list[ReconnectListener] = []
+
+    def on_reconnect(self, listener: ReconnectListener) -> None:
+        self._listeners.append(listener)
+
+    async def recover(self) -> None:
+        """An outage ends: what was held is gone (pub/sub is at most once); listeners hear."""
+        self._held, self.holding = [], False
+        for listener in self._listeners:
+            await listener()
 
     async def publish(self, topic: str, payload: bytes) -> None:
         if self.holding:
@@ -132,6 +143,21 @@ def _lags_over_quarter_second() -> float:
         samples[("ultrachat_delivery_lag_seconds_count", None)]
         - samples[("ultrachat_delivery_lag_seconds_bucket", "0.25")]
     )
+
+
+async def test_probes_lost_in_a_bus_outage_are_not_counted_after_it() -> None:
+    bus, clock = HeldBus(), FakeClock()
+    admission = SendAdmission(bus, "n", target=1.0, sustain=1.0, interval=1.0, clock=clock)
+    await admission.start()
+    try:
+        bus.holding = True
+        await admission.tick()  # this probe is lost with the connection
+        clock.now += 5
+        await bus.recover()
+        await admission.tick()  # 5 s since it left, but it is not coming back: not lag
+        assert admission.lag == 0.0 and admission.refusal_ratio == 0.0
+    finally:
+        await admission.stop()
 
 
 async def test_the_commit_backlog_adds_to_the_bus_lag() -> None:

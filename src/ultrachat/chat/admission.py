@@ -86,6 +86,7 @@ class SendAdmission:
         self.lag = 0.0
         self.refusal_ratio = 0.0
         self._task: asyncio.Task[None] | None = None
+        bus.on_reconnect(self._bus_recovered)
 
     @property
     def enabled(self) -> bool:
@@ -95,7 +96,6 @@ class SendAdmission:
         if not self.enabled:
             return
         await self._probe.start(probing=False)  # each tick sends the next probe
-        self._bus.on_reconnect(self._bus_recovered)
         self._task = asyncio.create_task(self._control_forever(), name="send-admission")
 
     async def stop(self) -> None:
