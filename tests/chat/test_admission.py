@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.chat.factories import accounts, create, kinds
+from tests.monitoring.test_probe import Clock
 from ultrachat.bus.base import ReconnectListener
 from ultrachat.bus.memory import MemoryBus
 from ultrachat.chat.admission import STEP_DOWN, STEP_UP, SendAdmission
@@ -27,14 +28,6 @@ from ultrachat.realtime.connection import Connection
 
 def _shed(reason: str) -> float:
     return SENDS_SHED.labels(reason)._value.get()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class HeldBus(MemoryBus):
@@ -110,7 +103,7 @@ def test_sustained_lag_sheds_a_growing_share_and_catching_up_takes_it_back() -> 
 
 
 async def test_the_lag_is_the_probes_wait_behind_the_nodes_queue() -> None:
-    bus, clock = HeldBus(), FakeClock()
+    bus, clock = HeldBus(), Clock()
     # One tick a second of control; this test calls tick() itself instead of waiting.
     admission = SendAdmission(bus, "n", target=1.0, sustain=1.0, interval=1.0, clock=clock)
     await admission.start()
@@ -146,7 +139,7 @@ def _lags_over_quarter_second() -> float:
 
 
 async def test_probes_lost_in_a_bus_outage_are_not_counted_after_it() -> None:
-    bus, clock = HeldBus(), FakeClock()
+    bus, clock = HeldBus(), Clock()
     admission = SendAdmission(bus, "n", target=1.0, sustain=1.0, interval=1.0, clock=clock)
     await admission.start()
     try:
@@ -161,7 +154,7 @@ async def test_probes_lost_in_a_bus_outage_are_not_counted_after_it() -> None:
 
 
 async def test_the_commit_backlog_adds_to_the_bus_lag() -> None:
-    bus, clock = HeldBus(), FakeClock()
+    bus, clock = HeldBus(), Clock()
     backlog = [3.0]
     admission = SendAdmission(
         bus, "n", target=1.0, sustain=1.0, interval=1.0, clock=clock, backlog=lambda: backlog[0]
