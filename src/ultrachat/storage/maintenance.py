@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from ultrachat.metrics.storage import PARTITION_DEFAULT_ROWS
+from ultrachat.storage.database import server_settings
 from ultrachat.storage.partition_admin import default_rows, drop_older_than
 from ultrachat.storage.partitions import PARTITIONED_TABLES, ensure_monthly_partitions
 from ultrachat.tasks import cancel_and_wait
@@ -58,7 +59,7 @@ class PartitionMaintenance:
             self._engine = create_async_engine(
                 self.url,
                 poolclass=NullPool,
-                connect_args={"server_settings": {"application_name": "ultrachat-maintenance"}},
+                connect_args={"server_settings": server_settings("ultrachat-maintenance")},
             )
         return self._engine
 

@@ -51,7 +51,7 @@ from ultrachat.metrics.replicas import (
     REPLICA_UP,
     RYW_RECORD_FAILURES,
 )
-from ultrachat.storage.database import create_engine
+from ultrachat.storage.database import create_engine, server_settings
 from ultrachat.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ def _replica_connect_args(_dialect: Any, _record: Any, _args: Any, params: dict[
     # A replica that is gone must fail a read over to the primary quickly, not after asyncpg's
     # default 60 s connect timeout.
     params["timeout"] = CONNECT_TIMEOUT_SECONDS
-    params["server_settings"] = {"application_name": "ultrachat-replica"}
+    params["server_settings"] = server_settings("ultrachat-replica")
 
 
 class Replica:
