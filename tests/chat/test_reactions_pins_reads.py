@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.auth.factories import Account, account, assert_error
 from tests.chat.factories import (
@@ -18,6 +20,7 @@ from tests.chat.factories import (
     patch_channel,
     send,
 )
+from ultrachat.chat.schemas import MAX_UNREAD_COUNT
 
 THUMBS = "👍"
 
@@ -169,6 +172,22 @@ async def test_read_marker_lowers_the_unread_count(client: httpx.AsyncClient) ->
     assert (await mark_read(client, bob, cid, 10**9))["last_read_seq"] == sent[-1]["seq"]
     bob_view = await listed(client, bob, cid)
     assert (bob_view["unread_count"], bob_view["last_read_seq"]) == (0, sent[-1]["seq"])
+
+
+async def test_the_unread_count_stops_at_its_cap(app: FastAPI, client: httpx.AsyncClient) -> None:
+    ann, bob = await accounts(client, 2)
+    cid = (await create(client, ann, "public", bob))["id"]
+    # Sent through the service at once (one group commit), not 105 HTTP round trips.
+    sent = await asyncio.gather(
+        *(
+            app.state.runtime.messages.send(ann.id, cid, f"m{i}", f"cap-{i}")
+            for i in range(MAX_UNREAD_COUNT + 5)
+        )
+    )
+    seqs = sorted(message["seq"] for message, _ in sent)
+    assert (await listed(client, bob, cid))["unread_count"] == MAX_UNREAD_COUNT  # or more
+    await mark_read(client, bob, cid, seqs[9])
+    assert (await listed(client, bob, cid))["unread_count"] == MAX_UNREAD_COUNT - 5  # exact
 
 
 async def test_deleted_messages_are_not_unread(client: httpx.AsyncClient) -> None:

@@ -27,6 +27,7 @@ from ultrachat.chat.models import (
     Pin,
     Reaction,
 )
+from ultrachat.chat.schemas import MAX_UNREAD_COUNT
 from ultrachat.storage.ids import id_timestamp, is_id
 
 # Channels and sequence numbers
@@ -151,18 +152,24 @@ async def set_last_read(session: AsyncSession, channel_id: str, user_id: str, se
 async def channels_of_with_counts(
     session: AsyncSession, user_id: str
 ) -> list[tuple[Channel, ChannelMember, int, int]]:
-    """The user's channels with unread and mention counts past their read marker."""
-    unread = (
-        select(func.count())
-        .select_from(Message)
+    """The user's channels with unread and mention counts past their read marker; the
+    unread count stops at ``MAX_UNREAD_COUNT`` (100 means 100 or more)."""
+    # Counting stops at the cap: a count is a scan of every unread row (and their heap
+    # pages, for the author and deletion filters), so a member who has not opened a busy
+    # channel for a week would otherwise make every channel list read thousands of rows.
+    unread_rows = (
+        select(Message.seq)
         .where(
             Message.channel_id == ChannelMember.channel_id,
             Message.seq > ChannelMember.last_read_seq,
             Message.user_id != user_id,
             Message.deleted_at.is_(None),
         )
-        .scalar_subquery()
+        .limit(MAX_UNREAD_COUNT)
+        .correlate(ChannelMember)
+        .subquery()
     )
+    unread = select(func.count()).select_from(unread_rows).scalar_subquery()
     mentions = (
         select(func.count())
         .select_from(Mention)

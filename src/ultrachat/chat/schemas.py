@@ -26,6 +26,8 @@ class StrictBody(BaseModel):
 # Seqs are 64-bit integers in the database (BIGINT; SQLite's INTEGER): a larger number could
 # not even be compared with one there, so the API refuses it.
 MAX_SEQ = 2**63 - 1
+# A channel's unread count stops here: 100 means "100 or more" (clients show "99+").
+MAX_UNREAD_COUNT = 100
 
 # A channel name as the service takes it: not blank, no control characters (surrounding
 # whitespace is trimmed). The service also refuses what Python does not call printable, such
@@ -132,7 +134,9 @@ class ChannelOut(BaseModel):
     member_ids: list[str] | None = None
     role: str | None = None
     last_read_seq: int | None = None
-    unread_count: int | None = None
+    unread_count: int | None = Field(
+        None, description=f"unread messages by others, counted up to {MAX_UNREAD_COUNT}"
+    )
     mention_count: int | None = None
 
 
