@@ -71,8 +71,9 @@ def server_settings(application_name: str) -> dict[str, str]:
     JIT off: PostgreSQL compiles a query to machine code once its estimated cost passes
     ``jit_above_cost``, which costs tens of milliseconds each time, and our queries are short
     OLTP reads and writes that finish in less. A channel list estimated past that bound took
-    89 ms with JIT (26 ms of it compiling) and 29 ms without (docs/benchmarks.md). asyncpg's
-    documentation gives the same advice for its own type introspection queries."""
+    89 ms with JIT (26 ms of it compiling) and 29 ms without (docs/database.md). asyncpg
+    turns JIT off for its own type introspection queries for the same reason
+    (MagicStack/asyncpg#1082)."""
     return {"application_name": application_name, "jit": "off"}
 
 
