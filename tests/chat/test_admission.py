@@ -273,8 +273,13 @@ async def test_a_full_commit_queue_refuses_at_once_and_keeps_what_it_took(
     queued = [asyncio.ensure_future(submit(n)) for n in range(3)]
     await asyncio.sleep(0)  # all three are in the queue now
     before = _shed("queue")
-    with pytest.raises(Overloaded):
+    with pytest.raises(Overloaded) as refused:
         await submit(3)
+    assert (refused.value.code, refused.value.message, refused.value.headers) == (
+        "overloaded",
+        "too many messages are waiting to be stored; retry with the same client_msg_id",
+        {"Retry-After": "1"},
+    )
     assert _shed("queue") == before + 1
     await asyncio.sleep(0.2)
     assert committer.oldest_wait() >= 0.2  # what send admission adds to the bus lag
