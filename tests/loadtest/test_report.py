@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import queue
 import random
 import time
 from typing import Any
@@ -178,3 +180,86 @@ async def test_the_drain_waits_while_a_backlog_still_arrives() -> None:
     started = time.monotonic()
     await worker.wait(lambda: True, progress)
     assert time.monotonic() - started < 0.3
+
+
+class RecordingLink:
+    """Stands in for a connection's link: what the client would have put on the wire."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+    def close(self) -> None: ...
+    def drop(self) -> None: ...
+    async def closed(self) -> None: ...
+
+
+def refusal(client_msg_id: str, code: str, retry_after_ms: int | None = None) -> bytes:
+    frame: dict[str, Any] = {"type": "error", "client_msg_id": client_msg_id, "code": code}
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
+    return orjson.dumps(frame)
+
+
+async def test_a_refused_send_is_sent_again_after_retry_after_doubling_per_refusal() -> None:
+    worker = Worker(plan(), None, None)
+    conn = worker.conns[0]
+    link = RecordingLink()
+    conn.link = link  # type: ignore[assignment]
+    first_sent_ns = time.time_ns() - 2_000_000_000  # the message was first sent 2 s ago
+    conn.pending = {"a": (3, first_sent_ns, b"frame-a")}
+
+    conn.on_frame(refusal("a", "overloaded", retry_after_ms=40))
+    assert "a" in conn.pending and link.sent == []  # kept, not resent at once
+    await asyncio.sleep(0.07)  # 40 ms, stretched by at most half
+    assert link.sent == [b"frame-a"] and worker.stats.retried == 1
+
+    conn.on_frame(refusal("a", "overloaded", retry_after_ms=40))
+    await asyncio.sleep(0.07)  # the second refusal doubles it: 80-120 ms
+    assert link.sent == [b"frame-a"]
+    await asyncio.sleep(0.07)
+    assert link.sent == [b"frame-a", b"frame-a"] and worker.stats.retried == 2
+
+    conn.on_frame(orjson.dumps({"type": "ack", "client_msg_id": "a", "message_id": "m", "seq": 9}))
+    assert conn.pending == {} and conn.refused == {} and conn.retrying == {}
+    assert worker.stats.send_errors == {"overloaded": 2}
+    assert worker.acks == {3: [9]}
+    # The ack's latency counts from the first attempt: what the sender waited in all.
+    assert worker.stats.ack.percentile(100) >= 2000
+
+
+async def test_refusals_that_are_final_or_with_retrying_off_drop_the_send() -> None:
+    worker = Worker(plan(), None, None)
+    conn = worker.conns[0]
+    conn.link = RecordingLink()  # type: ignore[assignment]
+    conn.pending = {"a": (3, 0, b"a"), "b": (4, 0, b"b")}
+    conn.on_frame(refusal("a", "forbidden"))  # not retryable: the message is refused for good
+    assert list(conn.pending) == ["b"] and conn.retrying == {}
+
+    off = Worker(dataclasses.replace(plan(), retry_refused=False), None, None)
+    off.conns[0].pending = {"c": (3, 0, b"c")}
+    off.conns[0].on_frame(refusal("c", "overloaded", retry_after_ms=1000))
+    assert off.conns[0].pending == {} and off.conns[0].retrying == {}
+    assert off.stats.send_errors == {"overloaded": 1} and off.stats.retried == 0
+
+
+async def test_a_send_waiting_for_its_retry_is_not_resent_by_a_reconnect_too() -> None:
+    results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    worker = Worker(plan(), None, results)
+    conn = worker.conns[0]
+    conn.pending = {"waits": (3, 0, b"waits"), "in-flight": (4, 0, b"in-flight")}
+    conn.on_frame(refusal("waits", "unavailable"))  # no retry_after_ms: about a second
+    link = RecordingLink()
+
+    async def reopen(node: int) -> RecordingLink:
+        return link
+
+    conn.open = reopen  # type: ignore[method-assign]
+    await conn.reconnect()
+    assert link.sent == [b"in-flight"]  # the refused one goes out when its time comes
+    assert "waits" in conn.retrying
+    await worker.finish()  # stopping cancels the planned retry
+    assert conn.retrying["waits"].cancelled()
+    assert results.get_nowait()[0] == "result" and link.sent == [b"in-flight"]

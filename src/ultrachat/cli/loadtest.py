@@ -78,12 +78,19 @@ def _options(command: Any) -> Any:
     default=None,
     help="Live view (default: when stderr is a terminal).",
 )
+@click.option(
+    "--retry-refused/--no-retry-refused",
+    default=None,
+    help="Send a refused send again after its retry_after_ms, as a client does (default),"
+    " or count the refusal and drop the message.",
+)
 @_options
 def loadtest(
     scenario_file: Path | None,
     url: str | None,
     faults: tuple[str, ...],
     progress: bool | None,
+    retry_refused: bool | None,
     **flags: str | None,
 ) -> None:
     """Load-test UltraChat: users, WebSockets, messages and REST; check every delivery.
@@ -104,6 +111,7 @@ def loadtest(
         overrides["urls"] = url if flags.get("urls") is None else f"{url},{flags['urls']}"
     if faults:
         overrides["faults"] = ",".join(faults)
+    overrides["retry_refused"] = retry_refused
     try:
         scenario = load(scenario_file, overrides)
     except ScenarioError as exc:

@@ -108,6 +108,7 @@ def plan_workers(
                 connect_concurrency=scenario.connect_concurrency,
                 connect_timeout=scenario.connect_timeout,
                 drain_timeout=scenario.drain_timeout,
+                retry_refused=scenario.retry_refused,
                 seed=scenario.seed,
                 run_id=run_id,
                 rest_source=own[0] if own else None,

@@ -142,11 +142,20 @@ def build(
     rest_errors = _counter(results, "rest_errors")
     rest_skipped = _sum(results, "rest_skipped")
     unacked = _sum(results, "unacked")
+    retried = _sum(results, "retried")
+    # Every refusal is an error, also one whose retry then went through; every attempt
+    # (a first send or a retry) is an operation.
     error_total = (
         failed + sum(send_errors.values()) + unacked + sum(rest_errors.values()) + rest_skipped
     )
     operations = (
-        made + failed + sent + sum(rest_ok.values()) + sum(rest_errors.values()) + rest_skipped
+        made
+        + failed
+        + sent
+        + retried
+        + sum(rest_ok.values())
+        + sum(rest_errors.values())
+        + rest_skipped
     )
 
     latency: dict[str, Any] = {
@@ -189,6 +198,7 @@ def build(
             "acked": acked_count,
             "unacked": unacked,
             "refused": send_errors,
+            "retried": retried,
             "sent_per_second": round(sent / sending, 1),
             "acked_per_second": round(acked_count / sending, 1),
             "delivered_per_second": round(deliveries.delivered / sending, 1),
@@ -257,6 +267,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _refusals(by_code: dict[str, int]) -> str:
+    total = sum(by_code.values())
+    if not total:
+        return "0"
+    return f"{total:,} (" + ", ".join(f"{code} {n:,}" for code, n in sorted(by_code.items())) + ")"
+
+
 def _latency_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     names = {"end_to_end": "end to end", "ack": "ack (send → commit)", "connect": "connect"}
@@ -303,13 +320,14 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
         ),
         (
             "Messages",
-            ["sent", "acked", "unacked", "refused", "acked/s", "delivered/s"],
+            ["sent", "acked", "unacked", "refusals", "retried", "acked/s", "delivered/s"],
             [
                 [
                     _fmt(m["sent"]),
                     _fmt(m["acked"]),
                     _fmt(m["unacked"]),
-                    _fmt(sum(m["refused"].values())),
+                    _refusals(m["refused"]),
+                    _fmt(m["retried"]),
                     _fmt(m["acked_per_second"]),
                     _fmt(m["delivered_per_second"]),
                 ]

@@ -116,6 +116,7 @@ class Scenario:
     connect_concurrency: int = 100
     connect_timeout: float = 10.0
     drain_timeout: float = 15.0
+    retry_refused: bool = True  # send a refused send again after retry_after_ms, as clients do
     setup_concurrency: int = 8
     seed: int = 1
     faults: tuple[Fault, ...] = ()
@@ -169,6 +170,16 @@ def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
         return value
 
     return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "yes", "on", "1"}:
+        return True
+    if isinstance(value, str) and value.lower() in {"false", "no", "off", "0"}:
+        return False
+    raise ScenarioError(f"must be true or false, not {value!r}")
 
 
 def _seconds(low: float, *, strict: bool = False) -> Callable[[Any], float]:
@@ -370,6 +381,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "connect_concurrency": _int(1, 100_000),
     "connect_timeout": _seconds(0, strict=True),
     "drain_timeout": _seconds(0, strict=True),
+    "retry_refused": _bool,
     "setup_concurrency": _int(1, 1000),
     "seed": _int(0),
     "faults": parse_faults,

@@ -10,6 +10,13 @@ receives it measures the end-to-end latency (every process is on one machine, on
 A connection that closes (a node killed, a 4408) reconnects to the next node, resumes
 every channel from its head and sends again, with the same ``client_msg_id``, what was not
 acked: the server's idempotency turns those into the original ack.
+
+A send the server refuses with a code that says "not stored, try again" (``overloaded``
+from send admission, ``unavailable``, ``internal_error``) is sent again, as a client does,
+after the frame's ``retry_after_ms`` (1 s without one), doubled for each further refusal of
+the same message (at most ``MAX_RETRY_DELAY``) and stretched by up to half at random so the
+refused do not all come back at once. Its latencies still count from the first attempt:
+that is how late the message was for its reader.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ TICK = 0.005  # the sender's and REST loop's step
 MAX_REST_INFLIGHT = 64
 # The longest a drain waits for a backlog that is still arriving (``Worker.wait``).
 MAX_DRAIN_SECONDS = 600.0
+# Refusals after which the same send is tried again (docs/realtime.md, "Error codes").
+RETRYABLE = frozenset({"overloaded", "unavailable", "internal_error"})
+DEFAULT_RETRY_AFTER = 1.0  # seconds, for a refusal that names no retry_after_ms
+MAX_RETRY_DELAY = 30.0
 
 
 @dataclass
@@ -67,6 +78,7 @@ class WorkerPlan:
     seed: int
     run_id: str = "run"  # in every client_msg_id: a later run must not hit the idempotency
     rest_source: str | None = None
+    retry_refused: bool = True  # send a retryable refusal again, as a client does
 
 
 @dataclass
@@ -85,7 +97,8 @@ class Stats:
     early: int = 0
     foreign: int = 0
     extra_acks: int = 0
-    send_errors: Counter[str] = field(default_factory=Counter)
+    send_errors: Counter[str] = field(default_factory=Counter)  # refusals, retried or not
+    retried: int = 0  # sends made again after a refusal
     other_errors: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
     resent: int = 0
@@ -120,6 +133,8 @@ class Conn:
         self.gaps: dict[int, set[int]] = {}
         self.duplicates = 0
         self.pending: dict[str, tuple[int, int, bytes]] = {}  # client_msg_id → chan, ns, frame
+        self.refused: dict[str, int] = {}  # client_msg_id → refusals so far, while pending
+        self.retrying: dict[str, asyncio.TimerHandle] = {}  # the refused, waiting to retry
         self.link: Link | None = None
         self.live = False
         self.established = False
@@ -188,7 +203,8 @@ class Conn:
         self.node = node
         w.stats.reconnects += 1
         w.stats.reconnect.record((time.perf_counter() - lost_at) * 1e6)
-        resend = list(self.pending.values())
+        # What waits for its retry time goes out then, on whichever link is up.
+        resend = [entry for cmid, entry in self.pending.items() if cmid not in self.retrying]
         w.stats.resent += len(resend)
         self.link = link
         for _chan, _ns, frame in resend:
@@ -231,10 +247,14 @@ class Conn:
                     w.stats.e2e.record((time.time_ns() - sent_ns) / 1000.0)
                     w.stats.delivered += 1
         elif kind == "ack":
-            entry = self.pending.pop(frame["client_msg_id"], None)
+            client_msg_id = frame["client_msg_id"]
+            entry = self.pending.pop(client_msg_id, None)
             if entry is None:
                 w.stats.extra_acks += 1
                 return
+            self.refused.pop(client_msg_id, None)
+            if (planned := self.retrying.pop(client_msg_id, None)) is not None:
+                planned.cancel()  # a copy a reconnect sent got through first
             chan, sent_ns, _ = entry
             w.stats.ack.record((time.time_ns() - sent_ns) / 1000.0)
             w.stats.acked += 1
@@ -242,10 +262,19 @@ class Conn:
         elif kind == "error":
             client_msg_id = frame.get("client_msg_id")
             code = str(frame.get("code"))
-            if client_msg_id and self.pending.pop(client_msg_id, None) is not None:
+            if not isinstance(client_msg_id, str) or client_msg_id not in self.pending:
+                w.stats.other_errors[code] += 1
+            elif client_msg_id in self.retrying:
+                # A refusal of a copy sent by a reconnect while this one waited: its retry
+                # is already planned.
                 w.stats.send_errors[code] += 1
             else:
-                w.stats.other_errors[code] += 1
+                w.stats.send_errors[code] += 1
+                if w.plan.retry_refused and code in RETRYABLE:
+                    self.retry_later(client_msg_id, frame.get("retry_after_ms"))
+                else:
+                    del self.pending[client_msg_id]
+                    self.refused.pop(client_msg_id, None)
         elif kind == "reset":
             slot = self.slots.get(frame["channel_id"])
             w.stats.resets += 1
@@ -277,6 +306,27 @@ class Conn:
         w.stats.sent += 1
         if self.link is not None:  # otherwise it goes out when the connection is back
             self.link.send(frame)
+
+    def retry_later(self, client_msg_id: str, retry_after_ms: Any) -> None:
+        """Plan the refused send's next attempt: the server's delay, doubled per refusal."""
+        refusals = self.refused[client_msg_id] = self.refused.get(client_msg_id, 0) + 1
+        floor = DEFAULT_RETRY_AFTER
+        if isinstance(retry_after_ms, int | float) and not isinstance(retry_after_ms, bool):
+            floor = max(0.0, retry_after_ms / 1000.0)
+        delay = min(MAX_RETRY_DELAY, floor * 2 ** (refusals - 1))
+        delay *= 1.0 + 0.5 * self.w.rng.random()
+        self.retrying[client_msg_id] = asyncio.get_running_loop().call_later(
+            delay, self.retry, client_msg_id
+        )
+
+    def retry(self, client_msg_id: str) -> None:
+        self.retrying.pop(client_msg_id, None)
+        entry = self.pending.get(client_msg_id)
+        if entry is None or self.w.stopping:
+            return
+        self.w.stats.retried += 1
+        if self.link is not None:  # otherwise the reconnect sends it with the rest
+            self.link.send(entry[2])
 
     def behind(self, targets: dict[int, int]) -> bool:
         return any(
@@ -398,6 +448,9 @@ class Worker:
         self.stopping = True
         for task in background:
             task.cancel()
+        for conn in self.conns:
+            for planned in conn.retrying.values():
+                planned.cancel()
         tasks = [c.task for c in self.conns if c.task is not None]
         for task in tasks:
             task.cancel()
@@ -560,6 +613,7 @@ class Worker:
             "foreign": s.foreign,
             "extra_acks": s.extra_acks,
             "send_errors": dict(s.send_errors),
+            "retried": s.retried,
             "other_errors": dict(s.other_errors),
             "reconnects": s.reconnects,
             "resent": s.resent,
