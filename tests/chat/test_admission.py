@@ -18,7 +18,7 @@ from tests.chat.factories import accounts, create, kinds
 from tests.monitoring.test_probe import Clock
 from ultrachat.bus.base import ReconnectListener
 from ultrachat.bus.memory import MemoryBus
-from ultrachat.chat.admission import STEP_DOWN, STEP_UP, SendAdmission
+from ultrachat.chat.admission import MAX_STEP_UP, STEP_DOWN, STEP_UP, SendAdmission
 from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.errors import Overloaded
 from ultrachat.metrics.chat import DELIVERY_LAG, SENDS_SHED
@@ -86,20 +86,33 @@ def test_sustained_lag_sheds_a_growing_share_and_catching_up_takes_it_back() -> 
     admission = SendAdmission(
         MemoryBus(), "n", target=1.0, sustain=1.0, interval=0.25, chance=lambda: next(draws)
     )
-    ratios = _ratios(admission, [3.0] * 14)
+    ratios = _ratios(admission, [3.0] * 7)
     assert ratios[:3] == [0.0, 0.0, 0.0]  # not yet a second over the target
-    assert ratios[3:] == [round(STEP_UP * n, 6) for n in range(1, 12)]
+    # Three targets behind: three steps a tick.
+    assert ratios[3:] == [round(3 * STEP_UP * n, 6) for n in range(1, 5)]
     before = _shed("lag")
     with pytest.raises(Overloaded) as refused:
-        admission.admit()  # the draw (0.5) is under the ratio (0.55)
+        admission.admit()  # the draw (0.5) is under the ratio (0.6)
     assert refused.value.code == "overloaded" and refused.value.status_code == 503
     assert refused.value.headers == {"Retry-After": "1"}
     assert _shed("lag") == before + 1
     # Under the target: the ratio falls back, a step at a time, to nothing refused.
     ratios = _ratios(admission, [0.4] * 40)
-    assert ratios[0] == round(0.55 - STEP_DOWN, 6)
+    assert ratios[0] == round(0.6 - STEP_DOWN, 6)
     assert ratios[-1] == 0.0
     admission.admit()
+
+
+def test_far_behind_sheds_faster_and_a_draining_backlog_holds_the_share() -> None:
+    admission = SendAdmission(MemoryBus(), "n", target=1.0, sustain=1.0, interval=0.25)
+    ratios = _ratios(admission, [2.0, 2.0, 2.0, 2.0, 10.0, 12.0])
+    assert ratios[3] == round(2 * STEP_UP, 6)  # twice the target: two steps
+    assert ratios[4] == round(2 * STEP_UP + MAX_STEP_UP, 6)  # ten times: capped
+    assert ratios[5] == round(2 * STEP_UP + 2 * MAX_STEP_UP, 6)
+    # Still over the target but falling: the backlog drains at this share; it is kept.
+    assert _ratios(admission, [8.0, 5.0, 2.0]) == [ratios[5]] * 3
+    # Growing again: shed more.
+    assert _ratios(admission, [2.5]) == [round(ratios[5] + 2.5 * STEP_UP, 6)]
 
 
 async def test_the_lag_is_the_probes_wait_behind_the_nodes_queue() -> None:
@@ -114,13 +127,15 @@ async def test_the_lag_is_the_probes_wait_behind_the_nodes_queue() -> None:
         await admission.tick()  # this probe waits behind the held frames
         clock.now += 2.5
         await admission.tick()  # still out after 2.5 s: that is the lag already
-        assert admission.lag == 2.5 and admission.refusal_ratio == STEP_UP
+        assert admission.lag == 2.5 and admission.refusal_ratio == pytest.approx(2.5 * STEP_UP)
         clock.now += 0.5
         await bus.release()  # the first came back after 3 s, the second after 0.5 s
         await admission.tick()
-        assert admission.lag == 3.0 and admission.refusal_ratio == 2 * STEP_UP
+        assert admission.lag == 3.0
+        assert admission.refusal_ratio == pytest.approx(5.5 * STEP_UP)
         await admission.tick()  # caught up
-        assert admission.lag == 0.0 and admission.refusal_ratio == 2 * STEP_UP - STEP_DOWN
+        assert admission.lag == 0.0
+        assert admission.refusal_ratio == pytest.approx(5.5 * STEP_UP - STEP_DOWN)
         # A bus outage is not overload: its probes never come back, and are not counted.
         bus.holding, bus.down = True, True
         clock.now += 10
@@ -162,7 +177,7 @@ async def test_the_commit_backlog_adds_to_the_bus_lag() -> None:
     await admission.start()
     try:
         await admission.tick()  # the bus is on time; the oldest unacked send waited 3 s
-        assert admission.lag == 3.0 and admission.refusal_ratio == STEP_UP
+        assert admission.lag == 3.0 and admission.refusal_ratio == pytest.approx(3 * STEP_UP)
         bus.holding = True
         await admission.tick()
         clock.now += 0.5

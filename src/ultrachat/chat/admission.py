@@ -20,11 +20,15 @@ two parts, added up:
   came back since the last tick, the age of the oldest still out, or how late the tick
   itself woke (a blocked event loop), whichever is largest.
 
-The control is additive increase, additive decrease on the fraction of sends refused: while
-the lag has stayed over ``target`` for ``sustain`` seconds it rises by ``STEP_UP`` a tick,
-and while the lag is under the target it falls by ``STEP_DOWN`` a tick. It settles near the
-fraction the node cannot deliver (at five times its capacity, 80%) without flapping between
-all and nothing, and a lone stall (a collection, a slow query) refuses nothing.
+The control acts on the fraction of sends refused. While the lag has stayed over ``target``
+for ``sustain`` seconds and is still growing, the fraction rises each tick by ``STEP_UP``
+times how many targets the lag is (at most ``MAX_STEP_UP``): far behind, it reaches the
+share the node cannot deliver in a second or two instead of many. While the lag is over the
+target but falling, the queue is draining at the present fraction, so it is held: raising
+it further would only overshoot. Under the target it falls by ``STEP_DOWN`` a tick. It
+settles near the fraction the node cannot deliver (at five times its capacity, 80%) without
+flapping between all and nothing, and a lone stall (a collection, a slow query) refuses
+nothing.
 
 Refused sends get ``overloaded`` (503 with Retry-After over REST, an error frame with
 ``retry_after_ms`` over WebSocket); nothing was written, so the client retries with the same
@@ -48,7 +52,8 @@ from ultrachat.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
-STEP_UP = 0.05
+STEP_UP = 0.05  # a tick, with the lag at the target; in proportion above it
+MAX_STEP_UP = 0.20  # a tick: from nothing to everything in five ticks at the most
 STEP_DOWN = 0.02
 # A probe out this long is given up (counted lost); its age still counts as lag until then.
 PROBE_GIVE_UP_SECONDS = 60.0
@@ -115,11 +120,13 @@ class SendAdmission:
 
     def observe(self, lag: float) -> None:
         """One tick of the control: ``lag`` is the worst lag seen since the last."""
-        self.lag = lag
+        previous, self.lag = self.lag, lag
         self._over = self._over + 1 if lag > self.target else 0
         was = self.refusal_ratio
         if self._over >= self._ticks_to_shed:
-            self.refusal_ratio = min(1.0, was + STEP_UP)
+            if lag >= previous:  # still growing: what is refused is not enough yet
+                step = min(MAX_STEP_UP, STEP_UP * lag / self.target)
+                self.refusal_ratio = min(1.0, was + step)
         elif lag <= self.target:
             self.refusal_ratio = max(0.0, was - STEP_DOWN)
         if (was == 0) != (self.refusal_ratio == 0):
