@@ -6,7 +6,7 @@ import httpx
 import orjson
 
 from ultrachat.loadtest.scenario import Scenario
-from ultrachat.loadtest.setup import Provisioner, RunState, User
+from ultrachat.loadtest.setup import Channel, Provisioner, RunState, User
 
 
 def stale_state(users: int) -> RunState:
@@ -71,3 +71,23 @@ async def test_a_node_that_keeps_dropping_fails_the_setup() -> None:
         else:
             raise AssertionError("a node that never answers must fail the setup")
     assert state.users[0].access_token == "old"
+
+
+async def test_reading_the_channel_heads_survives_a_dropped_connection() -> None:
+    # The run's baseline: one dropped keep-alive among the reads used to stop the run.
+    dropped: set[str] = set()
+
+    def server(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/c1") and path not in dropped:
+            dropped.add(path)
+            raise httpx.ReadError("the keep-alive was closed under us")
+        return httpx.Response(200, json={"last_seq": int(path[-1]) * 10})
+
+    state = stale_state(1)
+    state.channels = [Channel(f"c{i}", [0]) for i in range(3)]
+    async with httpx.AsyncClient(
+        base_url="http://node", transport=httpx.MockTransport(server)
+    ) as http:
+        heads = await Provisioner(http, Scenario(), lambda *_: None).channel_heads(state)
+    assert heads == [0, 10, 20] and dropped == {"/api/v1/channels/c1"}

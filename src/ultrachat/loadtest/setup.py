@@ -32,7 +32,7 @@ TOKEN_MARGIN_SECONDS = 300.0  # tokens must outlive the run by this much (connec
 Progress = Callable[[str, int, int], None]
 
 
-SETUP_ATTEMPTS = 3  # for a sign-in whose connection dropped
+SETUP_ATTEMPTS = 3  # for a read or a sign-in whose connection dropped
 
 
 class SetupError(RuntimeError):
@@ -145,20 +145,24 @@ class Provisioner:
         self.scenario = scenario
         self.progress = progress
 
-    async def _login(self, state: RunState, index: int) -> None:
-        """A sign-in, tried again on a fresh connection if the one it went out on dropped (a
-        keep-alive the server closed as it was reused: once in 20,000 calls, and it stopped
-        the whole run). Each attempt makes a session of its own, so a retry is harmless."""
-        user = state.users[index]
-        body = {"username": user.username, "password": state.password}
+    async def _again_if_dropped(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request tried again on a fresh connection if the one it went out on dropped (a
+        keep-alive the server closed as it was reused: about once in 20,000 calls, and it
+        stopped the whole run). Only for requests that are harmless twice: reads, and a
+        sign-in (each attempt makes a session of its own)."""
         for attempt in range(1, SETUP_ATTEMPTS + 1):
             try:
-                response = await self.http.post("/api/v1/auth/login", json=body)
-                break
+                return await self.http.request(method, path, **kwargs)
             except httpx.TransportError:
                 if attempt == SETUP_ATTEMPTS:
                     raise
                 await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _login(self, state: RunState, index: int) -> None:
+        user = state.users[index]
+        body = {"username": user.username, "password": state.password}
+        response = await self._again_if_dropped("POST", "/api/v1/auth/login", json=body)
         if response.status_code != 200:
             raise _fail(f"login of {user.username}", response)
         self._take_tokens(state, user, response.json())
@@ -269,8 +273,8 @@ class Provisioner:
         about to expire) works and is theirs."""
         await self.freshen(state, valid_for)
         user = state.users[0]
-        response = await self.http.get(
-            "/api/v1/users/me", headers={"Authorization": f"Bearer {user.access_token}"}
+        response = await self._again_if_dropped(
+            "GET", "/api/v1/users/me", headers={"Authorization": f"Bearer {user.access_token}"}
         )
         if response.status_code != 200 or response.json().get("id") != user.id:
             raise _fail("the state file's first user on this server (GET /users/me)", response)
@@ -282,7 +286,8 @@ class Provisioner:
         async def head(index: int) -> None:
             channel = state.channels[index]
             owner = state.users[channel.members[0]]
-            response = await self.http.get(
+            response = await self._again_if_dropped(
+                "GET",
                 f"/api/v1/channels/{channel.id}",
                 headers={"Authorization": f"Bearer {owner.access_token}"},
             )
