@@ -18,7 +18,13 @@ from tests.chat.factories import accounts, create, kinds
 from tests.monitoring.test_probe import Clock
 from ultrachat.bus.base import ReconnectListener
 from ultrachat.bus.memory import MemoryBus
-from ultrachat.chat.admission import MAX_STEP_UP, STEP_DOWN, STEP_UP, SendAdmission
+from ultrachat.chat.admission import (
+    FAST_STEP_DOWN,
+    MAX_STEP_UP,
+    STEP_DOWN,
+    STEP_UP,
+    SendAdmission,
+)
 from ultrachat.chat.group_commit import GroupCommitter
 from ultrachat.errors import Overloaded
 from ultrachat.metrics.chat import DELIVERY_LAG, SENDS_SHED
@@ -94,11 +100,14 @@ def test_sustained_lag_sheds_a_growing_share_and_catching_up_takes_it_back() -> 
     with pytest.raises(Overloaded) as refused:
         admission.admit()  # the draw (0.5) is under the ratio (0.6)
     assert refused.value.code == "overloaded" and refused.value.status_code == 503
-    assert refused.value.headers == {"Retry-After": "1"}
+    # Come back once the node has worked through its lag (3 s here).
+    assert refused.value.headers == {"Retry-After": "3"} and refused.value.retry_after == 3
     assert _shed("lag") == before + 1
     # Under the target: the ratio falls back, a step at a time, to nothing refused.
-    ratios = _ratios(admission, [0.4] * 40)
-    assert ratios[0] == round(0.6 - STEP_DOWN, 6)
+    ratios = _ratios(admission, [0.8] * 2 + [0.4] * 40)
+    assert ratios[:2] == [round(0.6 - STEP_DOWN, 6), round(0.6 - 2 * STEP_DOWN, 6)]
+    # Under half the target, the backlog is gone: faster.
+    assert ratios[2] == round(0.6 - 2 * STEP_DOWN - FAST_STEP_DOWN, 6)
     assert ratios[-1] == 0.0
     admission.admit()
 
@@ -135,7 +144,7 @@ async def test_the_lag_is_the_probes_wait_behind_the_nodes_queue() -> None:
         assert admission.refusal_ratio == pytest.approx(5.5 * STEP_UP)
         await admission.tick()  # caught up
         assert admission.lag == 0.0
-        assert admission.refusal_ratio == pytest.approx(5.5 * STEP_UP - STEP_DOWN)
+        assert admission.refusal_ratio == pytest.approx(5.5 * STEP_UP - FAST_STEP_DOWN)
         # A bus outage is not overload: its probes never come back, and are not counted.
         bus.holding, bus.down = True, True
         clock.now += 10
@@ -203,12 +212,14 @@ async def test_a_blocked_event_loop_counts_as_lag() -> None:
 
 @asynccontextmanager
 async def shedding_everything(app: FastAPI) -> AsyncIterator[SendAdmission]:
-    """The app's node, held at a refusal ratio of 1 (its control task stopped meanwhile)."""
+    """The app's node, held at a refusal ratio of 1 with a lag of 2 s over a 1 s target
+    (its control task stopped meanwhile)."""
     admission: SendAdmission = app.state.runtime.admission
     await admission.stop()
     try:
+        assert admission.target == 1.0
         while admission.refusal_ratio < 1:
-            admission.observe(admission.target + 1)
+            admission.observe(2.0)
         yield admission
     finally:
         while admission.refusal_ratio > 0:
@@ -226,7 +237,7 @@ async def test_a_refused_rest_send_is_503_overloaded_and_writes_nothing(
     async with shedding_everything(app):
         refused = await client.post(url, json=body, headers=member.headers)
     assert refused.status_code == 503
-    assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["Retry-After"] == "2"  # the node's lag, in whole seconds
     assert refused.json()["error"]["code"] == "overloaded"
     assert "message.created" not in await kinds(app, channel_id)
     # The retry, with the same client_msg_id, is stored once, right after the last seq.
@@ -262,7 +273,7 @@ async def test_a_refused_websocket_send_is_an_overloaded_frame_with_its_retry(
         {
             "type": "error",
             "client_msg_id": "ws-1",
-            "retry_after_ms": 1000,
+            "retry_after_ms": 2000,
             "code": "overloaded",
             "message": "this server is behind on deliveries and refused the message;"
             " retry with the same client_msg_id",

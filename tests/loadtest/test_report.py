@@ -17,7 +17,7 @@ from ultrachat.loadtest.histogram import Histogram
 from ultrachat.loadtest.kpi import evaluate
 from ultrachat.loadtest.report import check_deliveries
 from ultrachat.loadtest.scenario import Shape
-from ultrachat.loadtest.worker import ConnPlan, Worker, WorkerPlan
+from ultrachat.loadtest.worker import MAX_RETRY_DELAY, ConnPlan, Worker, WorkerPlan
 
 
 def exact(values: list[float], q: float) -> float:
@@ -203,7 +203,7 @@ def refusal(client_msg_id: str, code: str, retry_after_ms: int | None = None) ->
     return orjson.dumps(frame)
 
 
-async def test_a_refused_send_is_sent_again_after_retry_after_doubling_per_refusal() -> None:
+async def test_a_refused_send_is_sent_again_after_the_servers_retry_after() -> None:
     worker = Worker(plan(), None, None)
     conn = worker.conns[0]
     link = RecordingLink()
@@ -216,10 +216,10 @@ async def test_a_refused_send_is_sent_again_after_retry_after_doubling_per_refus
     await asyncio.sleep(0.07)  # 40 ms, stretched by at most half
     assert link.sent == [b"frame-a"] and worker.stats.retried == 1
 
-    conn.on_frame(refusal("a", "overloaded", retry_after_ms=40))
-    await asyncio.sleep(0.07)  # the second refusal doubles it: 80-120 ms
+    conn.on_frame(refusal("a", "overloaded", retry_after_ms=150))  # the server's new word
+    await asyncio.sleep(0.1)
     assert link.sent == [b"frame-a"]
-    await asyncio.sleep(0.07)
+    await asyncio.sleep(0.15)  # 150-225 ms after the refusal
     assert link.sent == [b"frame-a", b"frame-a"] and worker.stats.retried == 2
 
     conn.on_frame(orjson.dumps({"type": "ack", "client_msg_id": "a", "message_id": "m", "seq": 9}))
@@ -250,7 +250,7 @@ async def test_a_send_waiting_for_its_retry_is_not_resent_by_a_reconnect_too() -
     worker = Worker(plan(), None, results)
     conn = worker.conns[0]
     conn.pending = {"waits": (3, 0, b"waits"), "in-flight": (4, 0, b"in-flight")}
-    conn.on_frame(refusal("waits", "unavailable"))  # no retry_after_ms: about a second
+    conn.on_frame(refusal("waits", "unavailable"))  # no retry_after_ms: 1-1.5 s
     link = RecordingLink()
 
     async def reopen(node: int) -> RecordingLink:
@@ -263,3 +263,23 @@ async def test_a_send_waiting_for_its_retry_is_not_resent_by_a_reconnect_too() -
     await worker.finish()  # stopping cancels the planned retry
     assert conn.retrying["waits"].cancelled()
     assert results.get_nowait()[0] == "result" and link.sent == [b"in-flight"]
+
+
+def test_without_the_servers_word_each_refusal_doubles_the_wait() -> None:
+    async def planned_delays() -> list[float]:
+        worker = Worker(plan(), None, None)
+        conn = worker.conns[0]
+        conn.pending = {"a": (3, 0, b"a")}
+        loop = asyncio.get_running_loop()
+        delays = []
+        for _ in range(7):
+            conn.on_frame(refusal("a", "internal_error"))
+            handle = conn.retrying.pop("a")
+            delays.append(handle.when() - loop.time())
+            handle.cancel()
+        return delays
+
+    delays = asyncio.run(planned_delays())
+    for refusals, delay in enumerate(delays, start=1):
+        expected = min(MAX_RETRY_DELAY, 2 ** (refusals - 1))
+        assert expected * 0.99 <= delay <= expected * 1.5

@@ -12,11 +12,12 @@ every channel from its head and sends again, with the same ``client_msg_id``, wh
 acked: the server's idempotency turns those into the original ack.
 
 A send the server refuses with a code that says "not stored, try again" (``overloaded``
-from send admission, ``unavailable``, ``internal_error``) is sent again, as a client does,
-after the frame's ``retry_after_ms`` (1 s without one), doubled for each further refusal of
-the same message (at most ``MAX_RETRY_DELAY``) and stretched by up to half at random so the
-refused do not all come back at once. Its latencies still count from the first attempt:
-that is how late the message was for its reader.
+from send admission, ``unavailable``, ``internal_error``) is sent again, as a client does.
+When: the frame's ``retry_after_ms``, which the server sets from how far behind it is; a
+refusal without one waits 1 s, doubled for each further refusal of that message (at most
+``MAX_RETRY_DELAY``). Either way stretched by up to half at random, so the refused do not
+all come back at once. Its latencies still count from the first attempt: that is how late
+the message was for its reader.
 """
 
 from __future__ import annotations
@@ -308,12 +309,16 @@ class Conn:
             self.link.send(frame)
 
     def retry_later(self, client_msg_id: str, retry_after_ms: Any) -> None:
-        """Plan the refused send's next attempt: the server's delay, doubled per refusal."""
+        """Plan the refused send's next attempt: when the server said, or else backing off.
+
+        The server's delay is used as it is, not doubled: it already grows with the node's
+        lag, and a client that doubled it on top turned a 10-second burst into retries
+        arriving two minutes later (docs/benchmarks.md)."""
         refusals = self.refused[client_msg_id] = self.refused.get(client_msg_id, 0) + 1
-        floor = DEFAULT_RETRY_AFTER
         if isinstance(retry_after_ms, int | float) and not isinstance(retry_after_ms, bool):
-            floor = max(0.0, retry_after_ms / 1000.0)
-        delay = min(MAX_RETRY_DELAY, floor * 2 ** (refusals - 1))
+            delay = min(MAX_RETRY_DELAY, max(0.0, retry_after_ms / 1000.0))
+        else:
+            delay = min(MAX_RETRY_DELAY, DEFAULT_RETRY_AFTER * 2 ** (refusals - 1))
         delay *= 1.0 + 0.5 * self.w.rng.random()
         self.retrying[client_msg_id] = asyncio.get_running_loop().call_later(
             delay, self.retry, client_msg_id
