@@ -307,6 +307,11 @@ async def test_a_full_commit_queue_refuses_at_once_and_keeps_what_it_took(
         {"Retry-After": "1"},
     )
     assert _shed("queue") == before + 1
+    # The longer the oldest has waited, the later the refused are asked back.
+    committer._queue[0].queued_at -= 3.5
+    with pytest.raises(Overloaded) as later:
+        await submit(4)
+    assert later.value.headers == {"Retry-After": "4"}
     await asyncio.sleep(0.2)
     assert committer.oldest_wait() >= 0.2  # what send admission adds to the bus lag
     await committer.start()

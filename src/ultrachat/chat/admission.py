@@ -71,6 +71,12 @@ MAX_RETRY_AFTER = 10  # seconds
 PROBE_GIVE_UP_SECONDS = 60.0
 
 
+def retry_after_for(lag: float) -> int:
+    """The delay a refused client is asked to wait: the lag in whole seconds, 1 to
+    ``MAX_RETRY_AFTER``. By then the node has worked through what was queued."""
+    return min(MAX_RETRY_AFTER, max(1, math.ceil(lag)))
+
+
 class SendAdmission:
     def __init__(
         self,
@@ -128,11 +134,13 @@ class SendAdmission:
             raise Overloaded(
                 "this server is behind on deliveries and refused the message;"
                 " retry with the same client_msg_id",
-                retry_after=min(MAX_RETRY_AFTER, max(1, math.ceil(self.lag))),
+                retry_after=retry_after_for(self.lag),
             )
 
     def observe(self, lag: float) -> None:
         """One tick of the control: ``lag`` is the worst lag seen since the last."""
+        if not self.enabled:
+            return
         previous, self.lag = self.lag, lag
         self._over = self._over + 1 if lag > self.target else 0
         was = self.refusal_ratio

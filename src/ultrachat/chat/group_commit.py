@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ultrachat.chat import batch_repository
+from ultrachat.chat.admission import retry_after_for
 from ultrachat.chat.events import event_frame
 from ultrachat.chat.ledger import ChannelLedger, Committed
 from ultrachat.chat.models import ChannelEvent, Mention, Message, MessageClientId
@@ -119,7 +120,8 @@ class GroupCommitter:
         if len(self._queue) >= self._max_queued:
             SENDS_SHED.labels("queue").inc()
             raise Overloaded(
-                "too many messages are waiting to be stored; retry with the same client_msg_id"
+                "too many messages are waiting to be stored; retry with the same client_msg_id",
+                retry_after=retry_after_for(self.oldest_wait()),
             )
         future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
         self._queue.append(

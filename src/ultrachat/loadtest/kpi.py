@@ -49,7 +49,8 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
             f"< {ERROR_RATE:.2%}",
             None if not operations else f"{rate:.4%} ({errors['total']:,} of {operations:,})",
             None if not operations else rate < ERROR_RATE,
-            "failed connections, refused or unacked sends, REST errors / all of those operations",
+            "failed connections, refusals of sends, unacked sends, REST errors"
+            " / all of those operations, retries included",
         )
     )
     hit = cache.get("hit_rate")

@@ -255,7 +255,7 @@ class Conn:
                 return
             self.refused.pop(client_msg_id, None)
             if (planned := self.retrying.pop(client_msg_id, None)) is not None:
-                planned.cancel()  # a copy a reconnect sent got through first
+                planned.cancel()  # defensive: a reconnect never resends what waits to retry
             chan, sent_ns, _ = entry
             w.stats.ack.record((time.time_ns() - sent_ns) / 1000.0)
             w.stats.acked += 1
@@ -266,8 +266,7 @@ class Conn:
             if not isinstance(client_msg_id, str) or client_msg_id not in self.pending:
                 w.stats.other_errors[code] += 1
             elif client_msg_id in self.retrying:
-                # A refusal of a copy sent by a reconnect while this one waited: its retry
-                # is already planned.
+                # Defensive (one copy is out at a time): its retry is already planned.
                 w.stats.send_errors[code] += 1
             else:
                 w.stats.send_errors[code] += 1
@@ -312,8 +311,10 @@ class Conn:
         """Plan the refused send's next attempt: when the server said, or else backing off.
 
         The server's delay is used as it is, not doubled: it already grows with the node's
-        lag, and a client that doubled it on top turned a 10-second burst into retries
-        arriving two minutes later (docs/benchmarks.md)."""
+        lag, and a client that doubled a fixed delay turned a burst the node clears in 8 s
+        into retries arriving two minutes later (docs/benchmarks.md)."""
+        if self.w.stopping:
+            return
         refusals = self.refused[client_msg_id] = self.refused.get(client_msg_id, 0) + 1
         if isinstance(retry_after_ms, int | float) and not isinstance(retry_after_ms, bool):
             delay = min(MAX_RETRY_DELAY, max(0.0, retry_after_ms / 1000.0))
@@ -430,9 +431,11 @@ class Worker:
                 await client.aclose()
         await self.finish(*background)
 
-    def _progress(self) -> tuple[int, int]:
-        """What arriving acks, errors and frames move: the drain waits while it moves."""
-        return self.stats.acked + sum(self.stats.send_errors.values()), self.stats.delivered
+    def _progress(self) -> tuple[int, int, int]:
+        """What arriving acks, errors, retries and frames move: the drain waits while it
+        moves."""
+        s = self.stats
+        return s.acked + sum(s.send_errors.values()), s.retried, s.delivered
 
     async def wait(self, done: Any, progress: Any) -> None:
         """Until ``done()`` (polled: it looks at every connection), or ``drain_timeout``
@@ -444,7 +447,9 @@ class Worker:
         while not done():
             await asyncio.sleep(0.1)
             now = time.monotonic()
-            if (current := progress()) != seen:
+            # A send waiting for its retry is not a stall, however long the server asked
+            # it to wait.
+            if (current := progress()) != seen or any(c.retrying for c in self.conns):
                 seen, last_change = current, now
             if now - last_change >= self.plan.drain_timeout or now - started >= MAX_DRAIN_SECONDS:
                 return
