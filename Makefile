@@ -11,8 +11,12 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
 
+# Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (it is on the CI
+# machine), Python would otherwise compile every module of every process it starts, which
+# doubled the start of a server or a CLI command (5 s to import the app instead of 2.5).
 .venv/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
+	$(UV) run --frozen python -m compileall -q src
 	@touch $@
 
 install: .venv/.synced
