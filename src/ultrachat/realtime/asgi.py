@@ -96,7 +96,8 @@ class AsgiConnection(Connection):
                 await writer
 
     def _busy(self) -> bool:
-        return self._writer is not None or bool(self._queue)
+        # Before ``start`` frames wait for the session to open, not for the socket.
+        return self.serving is not None and (self._writer is not None or bool(self._queue))
 
     async def _write(self, sending: Coroutine[Any, Any, None] | None, yielded: Any) -> None:
         """Finish the suspended send (if any), then drain the queue in order, and end."""

@@ -456,7 +456,10 @@ class EdgeConnection(Connection):
                 self._release_room()
 
     def _busy(self) -> bool:
-        return self.paused or bool(self._queue)
+        # Before ``start`` frames wait for the session to open, not for the socket: a slow
+        # open is no stalled peer (it was taken for one, and cut off at its hello, once an
+        # open took longer than a ping interval).
+        return self._live and (self.paused or bool(self._queue))
 
     def _progress(self) -> int:
         # While paused the transport's buffer shrinks as the peer reads: progress too.
