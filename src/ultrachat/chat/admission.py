@@ -27,17 +27,16 @@ share the node cannot deliver in a second or two instead of many. While the lag 
 target but falling, the queue is draining at the present fraction, so it is held: raising
 it further would only overshoot. Under the target it falls by ``STEP_DOWN`` a tick, and by
 ``FAST_STEP_DOWN`` once the lag is under half the target: the backlog is gone, and the
-clients told to come back then should find the door open. It
-settles near the fraction the node cannot deliver (at five times its capacity, 80%) without
-flapping between all and nothing, and a lone stall (a collection, a slow query) refuses
-nothing.
+clients told to come back then should find the door open. It settles near the fraction the
+node cannot deliver (at five times its capacity, 80%) without flapping between all and
+nothing, and a lone stall (a collection, a slow query) refuses nothing.
 
 Refused sends get ``overloaded`` (503 with Retry-After over REST, an error frame with
 ``retry_after_ms`` over WebSocket); nothing was written, so the client retries with the same
 ``client_msg_id``. The delay asked for is the lag itself, in whole seconds (1 to
 ``MAX_RETRY_AFTER``): by then the node has worked through what it had queued, so the retry
-finds room instead of being refused again. A burst that the node would clear in ten seconds
-must not turn into retries a minute later: in a load test whose clients doubled their wait
+finds room instead of being refused again. A burst that the node would clear in seconds
+must not turn into retries minutes later: in a load test whose clients doubled their wait
 after each refusal of a fixed 1 s, the burst's slowest message arrived after 130 s, against
 8 s with no shedding at all (docs/benchmarks.md).
 
