@@ -28,6 +28,15 @@ def test_flags_override_the_file_which_overrides_defaults(tmp_path: Path) -> Non
     assert s.channels == Scenario().channels  # untouched default
 
 
+def test_retrying_refused_sends_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert Scenario().retry_refused and build({}).retry_refused
+    file = tmp_path / "plan.toml"
+    file.write_text("retry-refused = false\n")
+    assert not load(file, {}).retry_refused
+    assert load(file, {"retry_refused": True}).retry_refused  # the flag wins
+    assert not build({"retry_refused": "no"}).retry_refused
+
+
 def test_a_scenario_table_is_accepted(tmp_path: Path) -> None:
     file = tmp_path / "plan.toml"
     file.write_text("[scenario]\nusers = 7\n")
@@ -58,6 +67,8 @@ def test_a_scenario_table_is_accepted(tmp_path: Path) -> None:
         ({"faults": "kill:0@99", "spawn_nodes": "2"}, "comes after the run ends"),
         ({"faults": "kill:0@1", "spawn_nodes": "1"}, "needs --spawn-nodes 2 or more"),
         ({"faults": "stop:0@1", "spawn_nodes": "2"}, "'stop:0@1' is not kill:NODE@SECONDS"),
+        ({"retry_refused": "maybe"}, "retry-refused: must be true or false, not 'maybe'"),
+        ({"retry_refused": 1}, "retry-refused: must be true or false, not 1"),
     ],
 )
 def test_bad_values_are_one_line_errors(values: dict[str, str], message: str) -> None:

@@ -254,8 +254,6 @@ class Conn:
                 w.stats.extra_acks += 1
                 return
             self.refused.pop(client_msg_id, None)
-            if (planned := self.retrying.pop(client_msg_id, None)) is not None:
-                planned.cancel()  # defensive: a reconnect never resends what waits to retry
             chan, sent_ns, _ = entry
             w.stats.ack.record((time.time_ns() - sent_ns) / 1000.0)
             w.stats.acked += 1
@@ -265,9 +263,6 @@ class Conn:
             code = str(frame.get("code"))
             if not isinstance(client_msg_id, str) or client_msg_id not in self.pending:
                 w.stats.other_errors[code] += 1
-            elif client_msg_id in self.retrying:
-                # Defensive (one copy is out at a time): its retry is already planned.
-                w.stats.send_errors[code] += 1
             else:
                 w.stats.send_errors[code] += 1
                 if w.plan.retry_refused and code in RETRYABLE:
@@ -315,6 +310,10 @@ class Conn:
         into retries arriving two minutes later (docs/benchmarks.md)."""
         if self.w.stopping:
             return
+        # One copy of a send is out at a time (a reconnect resends none that waits here), so
+        # one retry is planned per refusal; one planned already would be replaced.
+        if (planned := self.retrying.pop(client_msg_id, None)) is not None:
+            planned.cancel()
         refusals = self.refused[client_msg_id] = self.refused.get(client_msg_id, 0) + 1
         if isinstance(retry_after_ms, int | float) and not isinstance(retry_after_ms, bool):
             delay = min(MAX_RETRY_DELAY, max(0.0, retry_after_ms / 1000.0))
